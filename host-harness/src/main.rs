@@ -1,0 +1,525 @@
+//! `harness`: run a saas:connector component against Microsoft Graph or the built-in simulator.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use host_harness::config::{self, Prepared};
+use host_harness::host::{self, CheckStatus, Harness, Level, Observer};
+use host_harness::runner::{self, Failure, Runner};
+use host_harness::sim::{Faults, SimConfig, Simulator};
+use host_harness::store::Store;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    version,
+    about = "Run a sandboxed saas:connector component (the Microsoft 365 connector by default)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct PluginArgs {
+    /// Component to load (default: the Microsoft 365 connector built from this workspace).
+    #[arg(long, value_name = "PATH")]
+    plugin: Option<PathBuf>,
+    /// Compile without the on-disk compilation cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the component's manifest: tasks, permissions, endpoints, schemas.
+    Describe {
+        #[command(flatten)]
+        plugin: PluginArgs,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test the connection: token, and each task's permissions.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        plugin: PluginArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a task (or `all`) and store its results; `--out DIR` also exports them.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "TASK")]
+        task: String,
+        /// Task options as a JSON object.
+        #[arg(long, value_name = "JSON", default_value = "")]
+        options: String,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        plugin: PluginArgs,
+    },
+    /// Serve the Microsoft Graph simulator; prints a ready-to-use config on stdout.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value_t = 250)]
+        users: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Faults, e.g. `throttle=0.1,latency=20,missing-permission=Organization.Read.All`.
+        #[arg(long, default_value = "")]
+        faults: String,
+    },
+    /// Start the simulator in-process, run every task against it, and export the results.
+    Demo {
+        #[arg(long, default_value = "demo-output")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 250)]
+        users: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[command(flatten)]
+        plugin: PluginArgs,
+    },
+    /// Measure the component: size, compile time cold and cached, per-run instantiation.
+    Bench {
+        #[command(flatten)]
+        plugin: PluginArgs,
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARNESS_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let code = match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<Failure>()
+                .map(Failure::exit_code)
+                .unwrap_or_else(|| {
+                    if e.downcast_ref::<config::ConfigError>().is_some() {
+                        2
+                    } else {
+                        1
+                    }
+                });
+            eprintln!("error: {e:#}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn load(plugin: &PluginArgs) -> Result<Harness> {
+    let path = plugin
+        .plugin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(host_harness::PLUGIN_WASM));
+    let cache = if plugin.no_cache {
+        None
+    } else {
+        host::default_cache_dir()
+    };
+    let harness = Harness::load(&path, cache.as_deref())
+        .with_context(|| format!("loading {}", path.display()))?;
+    tracing::debug!(
+        from_cache = harness.compile.from_cache,
+        ms = harness.compile.duration.as_millis() as u64,
+        "component ready"
+    );
+    Ok(harness)
+}
+
+fn execute(command: Command) -> Result<i32> {
+    match command {
+        Command::Describe { plugin, json } => describe(&load(&plugin)?, json),
+        Command::Check {
+            config,
+            plugin,
+            json,
+        } => check(load(&plugin)?, &config::load(&config)?, json),
+        Command::Run {
+            config,
+            task,
+            options,
+            out,
+            plugin,
+        } => {
+            let prepared = config::load(&config)?;
+            run(load(&plugin)?, &prepared, &task, &options, out.as_deref()).map(|_| 0)
+        }
+        Command::Simulate {
+            addr,
+            users,
+            seed,
+            faults,
+        } => simulate(addr, users, seed, &faults),
+        Command::Demo {
+            out,
+            users,
+            seed,
+            plugin,
+        } => demo(load(&plugin)?, &out, users, seed),
+        Command::Bench { plugin, iterations } => bench(&plugin, iterations),
+    }
+}
+
+fn describe(harness: &Harness, json: bool) -> Result<i32> {
+    let m = harness.describe()?;
+    if json {
+        let value = serde_json::json!({
+            "name": m.name, "version": m.version, "description": m.description,
+            "config_schema": serde_json::from_str::<serde_json::Value>(&m.config_schema).unwrap_or_default(),
+            "secret_fields": m.secret_fields,
+            "tasks": m.tasks.iter().map(|t| serde_json::json!({
+                "name": t.name, "description": t.description, "entities": t.entities,
+                "permissions": t.permissions.iter().map(|p| serde_json::json!({"any_of": p.any_of, "reason": p.reason})).collect::<Vec<_>>(),
+                "endpoints": t.endpoints,
+                "options_schema": serde_json::from_str::<serde_json::Value>(&t.options_schema).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+            "entities": m.entities.iter().map(|e| serde_json::json!({
+                "name": e.name, "description": e.description,
+                "schema": serde_json::from_str::<serde_json::Value>(&e.schema).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    println!("{} {}\n{}\n", m.name, m.version, m.description);
+    for t in &m.tasks {
+        println!("task {}: {}", t.name, t.description);
+        println!("  emits: {}", t.entities.join(", "));
+        for p in &t.permissions {
+            println!("  needs one of: {}  ({})", p.any_of.join(" | "), p.reason);
+        }
+        for e in &t.endpoints {
+            println!("  calls: {e}");
+        }
+    }
+    println!(
+        "\nsecret configuration fields: {}",
+        m.secret_fields.join(", ")
+    );
+    Ok(0)
+}
+
+fn status_name(s: CheckStatus) -> &'static str {
+    match s {
+        CheckStatus::Ok => "ok",
+        CheckStatus::MissingPermission => "missing-permission",
+        CheckStatus::LicenceRequired => "licence-required",
+        CheckStatus::Degraded => "degraded",
+        CheckStatus::Error => "error",
+    }
+}
+
+fn check(harness: Harness, prepared: &Prepared, json: bool) -> Result<i32> {
+    let mut runner = Runner::new(harness);
+    runner.observer = Arc::new(Progress::new());
+    let (report, _) = runner.check(prepared)?;
+    if json {
+        let value = serde_json::json!({
+            "ok": report.ok,
+            "authentication": report.authentication.as_ref().map(|e| serde_json::json!({"kind": e.kind(), "message": e.explain()})),
+            "tasks": report.tasks.iter().map(|t| serde_json::json!({
+                "task": t.task, "status": status_name(t.status), "missing": t.missing, "detail": t.detail})).collect::<Vec<_>>(),
+            "warnings": report.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        match &report.authentication {
+            None => println!("token: ok"),
+            Some(e) => println!("token: FAILED: {}", e.explain()),
+        }
+        for t in &report.tasks {
+            println!("{:<22} {:<18} {}", t.task, status_name(t.status), t.detail);
+            if !t.missing.is_empty() {
+                println!("{:<22} grant: {}", "", t.missing.join("; "));
+            }
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+    }
+    Ok(match (&report.authentication, report.ok) {
+        (Some(e), _) => Failure::Connector(e.clone()).exit_code(),
+        (None, true) => 0,
+        (None, false) => 4,
+    })
+}
+
+/// Runs the task(s), prints a summary per task, exports when asked. Returns the run ids.
+fn run(
+    harness: Harness,
+    prepared: &Prepared,
+    task: &str,
+    options: &str,
+    out: Option<&Path>,
+) -> Result<Vec<i64>> {
+    let manifest = harness.describe()?;
+    let tasks: Vec<String> = if task == "all" {
+        manifest.tasks.iter().map(|t| t.name.clone()).collect()
+    } else {
+        vec![task.to_string()]
+    };
+    let progress = Arc::new(Progress::new());
+    let mut runner = Runner::new(harness);
+    runner.observer = progress.clone();
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    let mut first_error = None;
+    for task in &tasks {
+        let started = Instant::now();
+        match runner.run_task(prepared, task, options) {
+            Ok(outcome) => {
+                progress.clear();
+                let counts: Vec<String> = outcome
+                    .summary
+                    .records
+                    .iter()
+                    .map(|c| format!("{} {}", c.count, c.entity))
+                    .collect();
+                println!(
+                    "{task}: {} in {:.1} s, {} requests (run {})",
+                    counts.join(", "),
+                    started.elapsed().as_secs_f64(),
+                    outcome.stats.requests,
+                    outcome.run_id
+                );
+                for w in &outcome.summary.warnings {
+                    println!("  warning: {w}");
+                }
+                runs.push(outcome.run_id);
+            }
+            Err(e) => {
+                progress.clear();
+                println!("{task}: FAILED: {e}");
+                failures.push((task.clone(), e.to_string()));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(dir) = out {
+        let store = Store::open(&prepared.store_path)?;
+        let files = runner::export(&store, &runs, &failures, dir)?;
+        println!("results: {} ({})", dir.display(), files.join(", "));
+    }
+    println!("store: {}", prepared.store_path.display());
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(runs),
+    }
+}
+
+fn simulate(addr: std::net::SocketAddr, users: usize, seed: u64, faults: &str) -> Result<i32> {
+    let faults: Faults = faults
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let sim = Simulator::start(SimConfig {
+        users,
+        seed,
+        faults,
+        addr: Some(addr),
+    })?;
+    println!("{}", sim.config_toml());
+    eprintln!(
+        "simulator listening on {} ({users} users, seed {seed}); stop with Ctrl-C",
+        sim.base_url()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn demo(harness: Harness, out: &Path, users: usize, seed: u64) -> Result<i32> {
+    let sim = Simulator::start(SimConfig {
+        users,
+        seed,
+        ..SimConfig::default()
+    })?;
+    let workdir = out.to_path_buf();
+    std::fs::create_dir_all(&workdir)?;
+    let store = workdir.join("results.sqlite");
+    let _ = std::fs::remove_file(&store);
+    let text = format!(
+        "{}\nstore = {:?}\n",
+        sim.config_toml(),
+        store.display().to_string()
+    );
+    let prepared = config::parse(&text, Path::new("."))?;
+    println!(
+        "Simulated tenant at {} with {users} users (seed {seed}).\n",
+        sim.base_url()
+    );
+    run(harness, &prepared, "all", "", Some(out))?;
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap_or_default();
+    let licenses = std::fs::read_to_string(out.join("license.jsonl")).unwrap_or_default();
+    println!(
+        "\n{:<48} {:>9} {:>9} {:>9}  status",
+        "product", "purchased", "consumed", "available"
+    );
+    for line in licenses.lines() {
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        println!(
+            "{:<48} {:>9} {:>9} {:>9}  {}",
+            truncate(r["product_name"].as_str().unwrap_or(""), 48),
+            r["purchased"].as_i64().unwrap_or(0),
+            r["consumed"].as_i64().unwrap_or(0),
+            r["available"].as_i64().unwrap_or(0),
+            r["capability_status"].as_str().unwrap_or("")
+        );
+    }
+    let complete = serde_json::from_str::<serde_json::Value>(&summary)
+        .ok()
+        .and_then(|v| v["complete"].as_bool());
+    println!(
+        "\nOutput written to {} (complete: {})",
+        out.display(),
+        complete.unwrap_or(false)
+    );
+    Ok(0)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+fn bench(plugin: &PluginArgs, iterations: u32) -> Result<i32> {
+    let path = plugin
+        .plugin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(host_harness::PLUGIN_WASM));
+    let bytes = std::fs::read(&path)?;
+    let cache = tempfile_dir()?;
+    let cold = Harness::from_bytes(&bytes, Some(&cache))?;
+    let cached = Harness::from_bytes(&bytes, Some(&cache))?;
+    assert!(!cold.compile.from_cache && cached.compile.from_cache);
+    let started = Instant::now();
+    for _ in 0..iterations {
+        cached.describe()?;
+    }
+    let per_run = started.elapsed() / iterations;
+    println!(
+        "component:            {} ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+    println!(
+        "compile, cold:        {:.1} ms",
+        cold.compile.duration.as_secs_f64() * 1e3
+    );
+    println!(
+        "compile, from cache:  {:.1} ms",
+        cached.compile.duration.as_secs_f64() * 1e3
+    );
+    println!(
+        "instantiate + describe, per run (mean of {iterations}): {:.1} µs",
+        per_run.as_secs_f64() * 1e6
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(0)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("harness-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Progress for a person on a terminal (a spinner with counts), clean log lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    records: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self {
+            bar,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            records: Default::default(),
+        }
+    }
+
+    fn refresh(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{} requests · {} records · {} retries",
+                self.requests.load(Ordering::Relaxed),
+                self.records.lock().map(|r| r.values().sum::<u64>()).unwrap_or(0),
+                self.retries.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message("");
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn log(&self, level: Level, message: &str) {
+        if message.contains("retry") {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let show = matches!(level, Level::Warn | Level::Error);
+        match (&self.bar, level) {
+            (Some(bar), _) if show => bar.println(format!("{level:?}: {message}")),
+            (Some(_), _) => self.refresh(),
+            (None, Level::Error) => tracing::error!("{message}"),
+            (None, Level::Warn) => tracing::warn!("{message}"),
+            (None, Level::Info) => tracing::info!("{message}"),
+            (None, Level::Debug) => tracing::debug!("{message}"),
+            (None, Level::Trace) => tracing::trace!("{message}"),
+        }
+    }
+
+    fn request(&self, method: &str, url: &str, outcome: &str) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.refresh();
+        tracing::debug!("{method} {url} -> {outcome}");
+    }
+
+    fn records(&self, entity: &str, total: u64) {
+        if let Ok(mut records) = self.records.lock() {
+            records.insert(entity.to_string(), total);
+        }
+        self.refresh();
+    }
+}

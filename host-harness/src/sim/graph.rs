@@ -1,0 +1,430 @@
+//! The Microsoft Graph side: bearer-token checks, fault injection, routing,
+//! the Graph error shape and the shared response plumbing. Each resource
+//! lives in a submodule; add a route in [`route`] to grow the API.
+
+mod organization;
+mod skus;
+mod users;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::faults::GraphFault;
+use super::identity::{self, Claims, TokenRejection};
+use super::odata::{self, Query};
+use super::{Incoming, Outcome, Shared, SimResponse};
+
+/// Content-Type of Graph JSON payloads.
+pub(crate) const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+/// Content-Type of Graph error bodies.
+const ERROR_JSON: &str = "application/json";
+
+const AGS_DIAGNOSTIC: &str = r#"{"ServerInfo":{"DataCenter":"West Europe","Slice":"E","Ring":"5","ScaleUnit":"001","RoleInstance":"AM1PEPF0000SIM1"}}"#;
+
+const WWW_AUTHENTICATE: &str = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
+
+/// A Graph error, rendered in the `{"error":{code,message,innerError}}` shape.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GraphError {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl GraphError {
+    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        GraphError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        GraphError::new(400, "Request_BadRequest", message)
+    }
+
+    pub(crate) fn unsupported_query(message: impl Into<String>) -> Self {
+        GraphError::new(400, "Request_UnsupportedQuery", message)
+    }
+
+    pub(crate) fn insufficient_privileges() -> Self {
+        GraphError::new(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
+    }
+
+    pub(crate) fn resource_not_found(id: &str) -> Self {
+        GraphError::new(
+            404,
+            "Request_ResourceNotFound",
+            format!(
+                "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        )
+    }
+
+    pub(crate) fn unknown_segment(segment: &str) -> Self {
+        GraphError::new(
+            400,
+            "BadRequest",
+            format!("Resource not found for the segment '{segment}'."),
+        )
+    }
+
+    fn unauthenticated(message: &str) -> Self {
+        let mut e = GraphError::new(401, "InvalidAuthenticationToken", message);
+        e.headers
+            .push(("WWW-Authenticate".into(), WWW_AUTHENTICATE.into()));
+        e
+    }
+
+    pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// Date in Graph's innerError format: `2024-02-02T19:22:43`.
+pub(crate) fn inner_error_date() -> String {
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
+}
+
+/// Request-scoped values every response needs.
+pub(crate) struct Ids {
+    pub(crate) request_id: String,
+    pub(crate) client_request_id: String,
+}
+
+impl Ids {
+    fn for_request(req: &Incoming) -> Ids {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id = req
+            .header("client-request-id")
+            .map(str::to_string)
+            .unwrap_or_else(|| request_id.clone());
+        Ids {
+            request_id,
+            client_request_id,
+        }
+    }
+}
+
+fn error_response(err: &GraphError, ids: &Ids) -> SimResponse {
+    let body = json!({
+        "error": {
+            "code": err.code,
+            "message": err.message,
+            "innerError": {
+                "date": inner_error_date(),
+                "request-id": ids.request_id,
+                "client-request-id": ids.client_request_id,
+            }
+        }
+    });
+    let mut resp = SimResponse::json(err.status, ERROR_JSON, &body);
+    resp.headers.extend(err.headers.iter().cloned());
+    resp
+}
+
+fn finish(resp: SimResponse, ids: &Ids) -> SimResponse {
+    resp.with_header("request-id", ids.request_id.clone())
+        .with_header("client-request-id", ids.client_request_id.clone())
+        .with_header("x-ms-ags-diagnostic", AGS_DIAGNOSTIC)
+        .with_header("Strict-Transport-Security", "max-age=31536000")
+        .with_header("Cache-Control", "no-cache")
+}
+
+/// What the drop fault falls back to when the connection cannot be cut.
+pub(crate) fn service_unavailable(req: &Incoming) -> SimResponse {
+    let ids = Ids::for_request(req);
+    let err = GraphError::new(
+        503,
+        "serviceNotAvailable",
+        "The service is temporarily unavailable. Please retry later.",
+    )
+    .with_header("Retry-After", "1");
+    finish(error_response(&err, &ids), &ids)
+}
+
+fn throttled(shared: &Shared, claims: &Claims, ids: &Ids) -> SimResponse {
+    // The documented sample body, verbatim in shape.
+    let body = json!({
+        "error": {
+            "code": "TooManyRequests",
+            "innerError": {
+                "code": "429",
+                "date": inner_error_date(),
+                "message": "Please retry after",
+                "request-id": ids.request_id,
+                "status": "429"
+            },
+            "message": "Please retry again later."
+        }
+    });
+    let retry_after = format!("{}", shared.faults().retry_after);
+    let resp = SimResponse::json(429, ERROR_JSON, &body)
+        .with_header("Retry-After", retry_after)
+        .with_header(
+            "x-ms-throttle-scope",
+            format!(
+                "Tenant_Application/ReadWrite/{}/{}",
+                claims.appid, claims.tid
+            ),
+        )
+        .with_header("x-ms-throttle-information", "ResourceUnitLimitExceeded");
+    finish(resp, ids)
+}
+
+/// Everything a route handler needs.
+pub(crate) struct Ctx<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) req: &'a Incoming,
+    /// `v1.0` or `beta`.
+    pub(crate) version: &'a str,
+    /// Scheme and authority clients used to reach us (from `Host`).
+    pub(crate) base: String,
+    pub(crate) claims: Claims,
+    pub(crate) query: Query,
+}
+
+impl Ctx<'_> {
+    /// 403 unless the token carries one of `roles`.
+    pub(crate) fn require_any(&self, roles: &[&str]) -> Result<(), GraphError> {
+        if self.claims.has_any_role(roles) {
+            Ok(())
+        } else {
+            Err(GraphError::insufficient_privileges())
+        }
+    }
+
+    /// `<base>/<version>/$metadata#<fragment>`.
+    pub(crate) fn context(&self, fragment: &str) -> String {
+        format!("{}/{}/$metadata#{}", self.base, self.version, fragment)
+    }
+
+    /// An absolute nextLink repeating every query option except `$skiptoken`.
+    pub(crate) fn next_link(&self, skiptoken: &str) -> String {
+        let mut pieces: Vec<String> = self
+            .query
+            .raw_except(&["$skiptoken"])
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        pieces.push(format!(
+            "$skiptoken={}",
+            odata::skiptoken_for_url(skiptoken)
+        ));
+        format!("{}{}?{}", self.base, self.req.path, pieces.join("&"))
+    }
+
+    /// `ConsistencyLevel: eventual` is present.
+    pub(crate) fn eventual(&self) -> bool {
+        self.req
+            .header("consistencylevel")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"))
+    }
+
+    pub(crate) fn ok(&self, value: &Value) -> SimResponse {
+        SimResponse::json(200, ODATA_JSON, value).with_header("OData-Version", "4.0")
+    }
+}
+
+/// Checks the bearer token; returns its claims.
+fn authenticate(shared: &Shared, req: &Incoming) -> Result<Claims, GraphError> {
+    let header = req.header("authorization").unwrap_or("").trim();
+    let token = match header.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ if header.eq_ignore_ascii_case("bearer") || header.is_empty() => "",
+        _ => header,
+    };
+    if token.is_empty() {
+        return Err(GraphError::unauthenticated("Access token is empty."));
+    }
+    let claims = match shared.issuer.verify(token) {
+        Ok(c) => c,
+        Err(TokenRejection::Malformed) => {
+            return Err(GraphError::unauthenticated(
+                "CompactToken parsing failed with error code: 80049217",
+            ));
+        }
+        Err(TokenRejection::BadSignature) => {
+            return Err(GraphError::unauthenticated(
+                "Access token validation failure.",
+            ));
+        }
+    };
+    if !identity::audience_ok(shared, &claims.aud) {
+        return Err(GraphError::unauthenticated(
+            "Access token validation failure. Invalid audience.",
+        ));
+    }
+    if claims.tid != shared.tenant.tenant_id {
+        return Err(GraphError::unauthenticated(
+            "Access token validation failure. Invalid issuer.",
+        ));
+    }
+    let now = identity::now_unix();
+    let uses = shared.faults.count_token_use(&claims.uti);
+    let worn_out = shared
+        .faults()
+        .expire_token_after
+        .is_some_and(|limit| uses > limit);
+    if now >= claims.exp || worn_out {
+        return Err(GraphError::unauthenticated(
+            "Lifetime validation failed, the token is expired.",
+        ));
+    }
+    if now < claims.nbf {
+        return Err(GraphError::unauthenticated(
+            "Lifetime validation failed, the token is not yet valid.",
+        ));
+    }
+    Ok(claims)
+}
+
+/// Entry point for every request that is not the identity platform's or `/_sim`.
+pub(crate) fn handle(shared: &Shared, req: &Incoming) -> Outcome {
+    let ids = Ids::for_request(req);
+    if shared.faults.decide_drop(shared.faults()) {
+        return Outcome::Drop;
+    }
+    let respond = |result: Result<SimResponse, GraphError>| -> Outcome {
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => error_response(&e, &ids),
+        };
+        Outcome::Respond(finish(resp, &ids))
+    };
+
+    let mut segments: Vec<String> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(odata::decode_path_segment)
+        .collect();
+    while segments.len() > 1 && segments.last().is_some_and(|s| s.is_empty()) {
+        segments.pop();
+    }
+    let version = segments.first().cloned().unwrap_or_default();
+    let version: &str = match version.as_str() {
+        "v1.0" => "v1.0",
+        "beta" => "beta",
+        other => {
+            return respond(Err(GraphError::new(
+                400,
+                "BadRequest",
+                format!("Invalid version: {other}"),
+            )));
+        }
+    };
+
+    let claims = match authenticate(shared, req) {
+        Ok(c) => c,
+        Err(e) => return respond(Err(e)),
+    };
+
+    match shared.faults.decide_service_fault(shared.faults()) {
+        GraphFault::None => {}
+        GraphFault::Throttle => return Outcome::Respond(throttled(shared, &claims, &ids)),
+        GraphFault::ServiceUnavailable => {
+            return respond(Err(GraphError::new(
+                503,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry later.",
+            )
+            .with_header("Retry-After", "1")));
+        }
+        GraphFault::GatewayTimeout => {
+            return respond(Err(GraphError::new(
+                504,
+                "UnknownError",
+                "The gateway did not receive a timely response from the upstream server.",
+            )));
+        }
+    }
+
+    let query = match Query::parse(&req.query) {
+        Ok(q) => q,
+        Err(e) => return respond(Err(e)),
+    };
+    let base = match req.header("host") {
+        Some(host) if !host.is_empty() => format!("http://{host}"),
+        _ => shared.base_url.clone(),
+    };
+    let ctx = Ctx {
+        shared,
+        req,
+        version,
+        base,
+        claims,
+        query,
+    };
+    let rest: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
+    respond(route(&ctx, &rest))
+}
+
+/// The route table. `segments` are decoded path segments after the version.
+fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
+    let method = ctx.req.method.as_str();
+    let read = method == "GET" || method == "HEAD";
+    match segments {
+        ["subscribedSkus"] if read => skus::list(ctx),
+        ["subscribedSkus", id] if read => skus::get(ctx, id),
+        ["users"] if read => users::list(ctx),
+        ["users", "$count"] if read => users::count(ctx),
+        ["users", key] if read => users::get(ctx, key),
+        ["organization"] if read => organization::list(ctx),
+        ["organization", id] if read => organization::get(ctx, id),
+        ["subscribedSkus"]
+        | ["subscribedSkus", _]
+        | ["users"]
+        | ["users", _]
+        | ["organization"]
+        | ["organization", _] => Err(GraphError::new(
+            405,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        )),
+        ["users", _, rest, ..]
+        | ["subscribedSkus", _, rest, ..]
+        | ["organization", _, rest, ..] => Err(GraphError::unknown_segment(rest)),
+        [first, ..] if !first.is_empty() => Err(GraphError::unknown_segment(first)),
+        _ => Err(GraphError::new(
+            400,
+            "BadRequest",
+            "Invalid request: the URL names no resource.",
+        )),
+    }
+}
+
+/// The page size from `$top`: default `default`, valid `1..=max`.
+pub(crate) fn page_size(ctx: &Ctx<'_>, default: usize, max: usize) -> Result<usize, GraphError> {
+    match ctx.query.get("$top") {
+        None => Ok(default),
+        Some(raw) => {
+            let raw = raw.trim();
+            let n: i64 = raw.parse().map_err(|_| {
+                GraphError::new(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "Invalid value '{raw}' for $top query option found. The $top query option requires a non-negative integer value."
+                    ),
+                )
+            })?;
+            if n < 1 || n > max as i64 {
+                return Err(GraphError::unsupported_query(format!(
+                    "Invalid page size specified: '{n}'. Must be between 1 and {max} inclusive."
+                )));
+            }
+            Ok(n as usize)
+        }
+    }
+}

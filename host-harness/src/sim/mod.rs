@@ -1,0 +1,545 @@
+//! A Microsoft Graph and Microsoft identity platform simulator: a real HTTP
+//! server on loopback that serves the v2.0 client-credentials token endpoint
+//! and the Graph endpoints a licence connector reads, over a deterministic
+//! generated tenant, with optional fault injection.
+//!
+//! Routes:
+//! - `POST /{tenant}/oauth2/v2.0/token` (tenant GUID or any tenant domain)
+//! - `GET /{tenant}/v2.0/.well-known/openid-configuration`, `GET /common/discovery/instance`
+//! - `GET /{v1.0|beta}/subscribedSkus`, `/subscribedSkus/{id}`
+//! - `GET /{v1.0|beta}/users`, `/users/$count`, `/users/{id | userPrincipalName}`
+//! - `GET /{v1.0|beta}/organization`, `/organization/{id}`
+//! - `GET /_sim/tenant` (ground truth as JSON, no auth), `GET /_sim/config` (connector TOML)
+
+pub mod catalog;
+pub mod faults;
+mod graph;
+mod identity;
+mod odata;
+mod proxy;
+pub mod tenant;
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+pub use faults::{FaultParseError, Faults};
+pub use identity::DEFAULT_PERMISSIONS;
+pub use tenant::{
+    AssignedLicense, LicenseAssignmentState, PrepaidUnits, ServicePlan, SimGroup, SimSku, SimUser,
+    Tenant,
+};
+
+/// Number of threads serving requests.
+const WORKERS: usize = 8;
+
+/// How to build a simulator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Number of users in the generated tenant.
+    pub users: usize,
+    /// Seed of the tenant generator and of random faults.
+    pub seed: u64,
+    /// Faults to inject.
+    pub faults: Faults,
+    /// Address to bind; `None` means `127.0.0.1:0` (an ephemeral port).
+    pub addr: Option<SocketAddr>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            users: 250,
+            seed: 42,
+            faults: Faults::default(),
+            addr: None,
+        }
+    }
+}
+
+/// The app registration the simulator accepts. These are the simulator's own
+/// made-up values, not real credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimCredentials {
+    /// Tenant GUID.
+    pub tenant_id: String,
+    /// Initial domain, e.g. `contoso.onmicrosoft.com`.
+    pub tenant_domain: String,
+    /// Application (client) id GUID.
+    pub client_id: String,
+    /// The valid client secret.
+    pub client_secret: String,
+    /// A secret the token endpoint recognises as expired (AADSTS7000222).
+    pub expired_client_secret: String,
+}
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path without the query string, as sent (percent-encoded).
+    pub path: String,
+    /// Raw query string without the `?`, undecoded.
+    pub query: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Status sent; 0 when the connection was dropped without a response.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// First header with this (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running simulator. Stops on [`Simulator::shutdown`] or drop.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    proxy: Option<proxy::Proxy>,
+    stop: Arc<AtomicBool>,
+}
+
+/// State shared by the serving threads.
+pub(crate) struct Shared {
+    pub(crate) config: SimConfig,
+    pub(crate) tenant: Tenant,
+    pub(crate) credentials: SimCredentials,
+    /// Application permissions granted to the app (after faults).
+    pub(crate) granted_roles: Vec<String>,
+    pub(crate) issuer: identity::TokenIssuer,
+    pub(crate) faults: faults::FaultState,
+    pub(crate) base_url: String,
+    pub(crate) log: Mutex<Vec<RecordedRequest>>,
+    pub(crate) drops: Option<Arc<proxy::Registry>>,
+}
+
+impl Shared {
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.config.faults
+    }
+}
+
+/// A request after it has been read off the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Incoming {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response to send.
+#[derive(Debug, Clone)]
+pub(crate) struct SimResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl SimResponse {
+    pub(crate) fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        SimResponse {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub(crate) fn json(status: u16, content_type: &str, value: &serde_json::Value) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        SimResponse::new(status, content_type, body)
+    }
+
+    pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// What to do with a request.
+pub(crate) enum Outcome {
+    Respond(SimResponse),
+    /// Close the connection without a response.
+    Drop,
+}
+
+fn generate_credentials(seed: u64, tenant: &Tenant) -> SimCredentials {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Its own stream: credentials never disturb the tenant's draws.
+    rng.set_stream(3);
+    let client_id = tenant::guid(&mut rng);
+    let secret = |rng: &mut ChaCha8Rng| -> String {
+        // Entra-style: 40 characters with `Q~` after a three-character prefix and a digit.
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
+        let mut s = String::with_capacity(40);
+        for _ in 0..3 {
+            s.push(CHARS[rng.random_range(0..52)] as char);
+        }
+        s.push(char::from(b'0' + rng.random_range(0..10u8)));
+        s.push_str("Q~");
+        for _ in 0..34 {
+            s.push(CHARS[rng.random_range(0..CHARS.len())] as char);
+        }
+        s
+    };
+    let client_secret = secret(&mut rng);
+    let expired_client_secret = secret(&mut rng);
+    SimCredentials {
+        tenant_id: tenant.tenant_id.clone(),
+        tenant_domain: tenant.initial_domain.clone(),
+        client_id,
+        client_secret,
+        expired_client_secret,
+    }
+}
+
+impl Simulator {
+    /// Generates the tenant, binds, spawns the serving threads and returns.
+    pub fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let tenant = Tenant::generate(config.seed, config.users);
+        let credentials = generate_credentials(config.seed, &tenant);
+        let granted_roles: Vec<String> = DEFAULT_PERMISSIONS
+            .iter()
+            .filter(|p| {
+                !config
+                    .faults
+                    .missing_permissions
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(p))
+            })
+            .map(|p| p.to_string())
+            .collect();
+
+        let want = config
+            .addr
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let public = TcpListener::bind(want)?;
+        let public_addr = public.local_addr()?;
+
+        // Dropping connections needs control of the sockets, which tiny_http
+        // does not give out: with `drop` faults a small relay owns the
+        // client-facing sockets and tiny_http listens on an internal port.
+        let (listener, proxy) = if config.faults.drop > 0.0 {
+            let inner = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+            let inner_addr = inner.local_addr()?;
+            let proxy = proxy::Proxy::start(public, inner_addr)?;
+            (inner, Some(proxy))
+        } else {
+            (public, None)
+        };
+
+        let host = if public_addr.ip().is_unspecified() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, public_addr.port()))
+        } else {
+            public_addr
+        };
+        let base_url = format!("http://{host}");
+
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let server = Arc::new(server);
+
+        let shared = Arc::new(Shared {
+            faults: faults::FaultState::new(config.seed),
+            config,
+            tenant,
+            credentials,
+            granted_roles,
+            issuer: identity::TokenIssuer::new(),
+            base_url,
+            log: Mutex::new(Vec::new()),
+            drops: proxy.as_ref().map(|p| p.registry()),
+        });
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(WORKERS);
+        for i in 0..WORKERS {
+            let server = Arc::clone(&server);
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("graph-sim-{i}"))
+                .spawn(move || worker(&server, &shared, &stop))?;
+            workers.push(handle);
+        }
+        tracing::debug!(base_url = %shared.base_url, "graph simulator listening");
+        Ok(Simulator {
+            shared,
+            server,
+            workers,
+            proxy,
+            stop,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash. Serves both the token endpoint and Graph.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    pub fn credentials(&self) -> &SimCredentials {
+        &self.shared.credentials
+    }
+
+    /// The ground truth.
+    pub fn tenant(&self) -> &Tenant {
+        &self.shared.tenant
+    }
+
+    /// The configuration the simulator was started with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    /// Application permissions the app's tokens carry (unless `no-roles`).
+    pub fn granted_permissions(&self) -> &[String] {
+        &self.shared.granted_roles
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// A connector configuration pointing at this simulator.
+    pub fn config_toml(&self) -> String {
+        config_toml(&self.shared)
+    }
+
+    /// Stops serving and joins the threads.
+    pub fn shutdown(self) {
+        // Drop does the work.
+    }
+
+    fn stop_now(&mut self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("base_url", &self.shared.base_url)
+            .field("users", &self.shared.tenant.users.len())
+            .field("seed", &self.shared.config.seed)
+            .field("faults", &self.shared.config.faults.to_string())
+            .finish()
+    }
+}
+
+pub(crate) fn config_toml(shared: &Shared) -> String {
+    let c = &shared.credentials;
+    let base = &shared.base_url;
+    format!(
+        "# Simulated tenant: {users} users, seed {seed}. The secret below is the simulator's, not a real one.\n\
+         tenant_id = \"{tid}\"\n\
+         client_id = \"{cid}\"\n\
+         client_secret = \"{secret}\"\n\
+         token_url = \"{base}\"\n\
+         graph_url = \"{base}\"\n\
+         domains = [\"*\"]\n",
+        users = shared.tenant.users.len(),
+        seed = shared.config.seed,
+        tid = c.tenant_id,
+        cid = c.client_id,
+        secret = c.client_secret,
+    )
+}
+
+fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => serve(shared, request),
+            Err(_) => {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                // An accept error: keep serving.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn serve(shared: &Shared, mut request: tiny_http::Request) {
+    let url = request.url().to_string();
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (url.clone(), String::new()),
+    };
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let incoming = Incoming {
+        method: request.method().as_str().to_ascii_uppercase(),
+        path,
+        query,
+        headers,
+        body,
+    };
+    let remote = request.remote_addr().copied();
+
+    let outcome = dispatch(shared, &incoming);
+
+    let latency = shared.faults().latency_ms;
+    if latency > 0 {
+        std::thread::sleep(Duration::from_millis(latency));
+    }
+
+    let status = match &outcome {
+        Outcome::Respond(r) => r.status,
+        Outcome::Drop => 0,
+    };
+    shared
+        .log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            method: incoming.method.clone(),
+            path: incoming.path.clone(),
+            query: incoming.query.clone(),
+            headers: incoming.headers.clone(),
+            body: incoming.body.clone(),
+            status,
+        });
+
+    match outcome {
+        Outcome::Respond(resp) => {
+            let mut response =
+                tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+            for (name, value) in resp.headers {
+                if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                    response.add_header(h);
+                }
+            }
+            let _ = request.respond(response);
+        }
+        Outcome::Drop => {
+            let killed = match (&shared.drops, remote) {
+                (Some(registry), Some(addr)) => registry.kill(addr),
+                _ => false,
+            };
+            if killed {
+                // The sockets are shut; the 500 tiny_http writes on drop goes nowhere.
+                drop(request);
+            } else {
+                let resp = graph::service_unavailable(&incoming);
+                let mut response =
+                    tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+                for (name, value) in resp.headers {
+                    if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                    {
+                        response.add_header(h);
+                    }
+                }
+                let _ = request.respond(response);
+            }
+        }
+    }
+}
+
+/// Routes one request to the simulator's areas.
+pub(crate) fn dispatch(shared: &Shared, req: &Incoming) -> Outcome {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["_sim", rest @ ..] => Outcome::Respond(sim_admin(shared, req, rest)),
+        [tenant, "oauth2", "v2.0", "token"] => {
+            Outcome::Respond(identity::token_endpoint(shared, req, tenant))
+        }
+        [tenant, "v2.0", ".well-known", "openid-configuration"] => {
+            Outcome::Respond(identity::openid_configuration(shared, req, tenant))
+        }
+        ["common", "discovery", "instance"] => {
+            Outcome::Respond(identity::instance_discovery(shared, req))
+        }
+        _ => graph::handle(shared, req),
+    }
+}
+
+fn sim_admin(shared: &Shared, req: &Incoming, rest: &[&str]) -> SimResponse {
+    if req.method != "GET" && req.method != "HEAD" {
+        return SimResponse::new(405, "text/plain; charset=utf-8", "GET only\n");
+    }
+    match rest {
+        ["tenant"] => {
+            let body = serde_json::to_vec_pretty(&shared.tenant).unwrap_or_default();
+            SimResponse::new(200, "application/json; charset=utf-8", body)
+        }
+        ["config"] => SimResponse::new(200, "text/plain; charset=utf-8", config_toml(shared)),
+        ["faults"] => SimResponse::new(
+            200,
+            "text/plain; charset=utf-8",
+            format!("{}\n", shared.config.faults),
+        ),
+        _ => SimResponse::new(
+            404,
+            "text/plain; charset=utf-8",
+            "known: /_sim/tenant, /_sim/config, /_sim/faults\n",
+        ),
+    }
+}

@@ -1,0 +1,122 @@
+//! `check`: test the connection. A token first, then one cheap probe per task; every problem
+//! is reported, none stops the others.
+
+use crate::error::ConnectorError;
+use crate::graph::{Graph, Need};
+use crate::host::Level;
+use crate::tasks::license_information;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Ok,
+    MissingPermission,
+    LicenceRequired,
+    Degraded,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskCheck {
+    pub task: String,
+    pub status: CheckStatus,
+    pub missing: Vec<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub authentication: Option<ConnectorError>,
+    pub tasks: Vec<TaskCheck>,
+    pub warnings: Vec<String>,
+}
+
+/// The probes of each task: the endpoints whose access decides whether the task can run.
+fn probes() -> Vec<(&'static str, Vec<(Need, &'static str)>)> {
+    vec![(
+        license_information::NAME,
+        vec![(license_information::SUBSCRIBED_SKUS, "/v1.0/subscribedSkus?$select=skuId")],
+    )]
+}
+
+/// Clock skew above this is worth a warning: virtual and real time disagree, or the host's
+/// clock is wrong, and "days since last activity" would be off.
+const SKEW_WARNING_MS: u64 = 5 * 60 * 1000;
+
+pub fn run(graph: &mut Graph) -> CheckReport {
+    let mut report = CheckReport { ok: false, authentication: None, tasks: Vec::new(), warnings: Vec::new() };
+    if let Err(e) = graph.authenticate() {
+        graph.host().log(Level::Warn, &format!("check: {e}"));
+        for (task, _) in probes() {
+            report.tasks.push(TaskCheck {
+                task: task.into(),
+                status: CheckStatus::Error,
+                missing: Vec::new(),
+                detail: "not probed: no access token".into(),
+            });
+        }
+        report.authentication = Some(e);
+        return report;
+    }
+    let mut skew_checked = false;
+    for (task, task_probes) in probes() {
+        let mut check = TaskCheck { task: task.into(), status: CheckStatus::Ok, missing: Vec::new(), detail: String::new() };
+        let mut details = Vec::new();
+        for (need, path) in task_probes {
+            let url = graph.url(path);
+            match graph.get(&url, &need, &[]) {
+                Ok(response) => {
+                    details.push(format!("{}: ok", need.endpoint));
+                    if !skew_checked {
+                        skew_checked = true;
+                        if let Some(w) = clock_skew(graph, response.header("date")) {
+                            report.warnings.push(w);
+                        }
+                    }
+                }
+                Err(ConnectorError::Permission { permissions, message, .. }) => {
+                    check.status = worst(check.status, CheckStatus::MissingPermission);
+                    check.missing.push(permissions.join(" or "));
+                    details.push(format!("{}: missing permission ({message})", need.endpoint));
+                }
+                Err(ConnectorError::LicenceRequired { licence, .. }) => {
+                    check.status = worst(check.status, CheckStatus::LicenceRequired);
+                    details.push(format!("{}: needs {licence}", need.endpoint));
+                }
+                Err(e) => {
+                    check.status = worst(check.status, CheckStatus::Error);
+                    details.push(format!("{}: {e}", need.endpoint));
+                }
+            }
+        }
+        check.detail = details.join("; ");
+        report.tasks.push(check);
+    }
+    report.ok = report.tasks.iter().all(|t| matches!(t.status, CheckStatus::Ok | CheckStatus::Degraded));
+    report
+}
+
+fn worst(a: CheckStatus, b: CheckStatus) -> CheckStatus {
+    let rank = |s| match s {
+        CheckStatus::Ok => 0,
+        CheckStatus::Degraded => 1,
+        CheckStatus::LicenceRequired => 2,
+        CheckStatus::MissingPermission => 3,
+        CheckStatus::Error => 4,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn clock_skew(graph: &Graph, date: Option<&str>) -> Option<String> {
+    let date = date?;
+    let server = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).ok()?;
+    let server_ms = (server.unix_timestamp_nanos() / 1_000_000) as i128;
+    let host_ms = graph.host().now_ms() as i128;
+    let skew = (host_ms - server_ms).unsigned_abs() as u64;
+    (skew > SKEW_WARNING_MS).then(|| {
+        format!(
+            "the host clock differs from Microsoft Graph's by {} s; values such as days since last activity use the host clock",
+            skew / 1000
+        )
+    })
+}

@@ -1,0 +1,291 @@
+//! Microsoft Graph client: authenticated JSON requests, `@odata.nextLink` paging followed
+//! verbatim, retries on throttling and transient failures (waiting on the host clock), and the
+//! Graph error body mapped to typed errors.
+
+mod errors;
+mod retry;
+
+use serde_json::Value;
+
+use crate::auth::TokenCache;
+use crate::config::Config;
+use crate::error::{ConnectorError, Result};
+use crate::host::{Host, HttpRequest, HttpResponse, Level, TransportError};
+
+pub use errors::Need;
+use retry::{Backoff, Decision};
+
+/// One authenticated session against Graph for the duration of a call into the connector.
+pub struct Graph<'a> {
+    host: &'a dyn Host,
+    config: &'a Config,
+    tokens: &'a mut TokenCache,
+    /// Retries left for this run: a service that keeps failing ends the run with a typed error
+    /// instead of waiting forever.
+    retry_budget: u32,
+    pub requests: u64,
+}
+
+/// Statistics of a paged read, for logs and summaries.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageStats {
+    pub pages: u64,
+    pub items: u64,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(host: &'a dyn Host, config: &'a Config, tokens: &'a mut TokenCache) -> Self {
+        Self { host, config, tokens, retry_budget: 100, requests: 0 }
+    }
+
+    pub fn host(&self) -> &'a dyn Host {
+        self.host
+    }
+
+    /// A token, to prove the credentials before doing anything else.
+    pub fn authenticate(&mut self) -> Result<()> {
+        self.tokens.token(self.host, self.config).map(|_| ())
+    }
+
+    /// Absolute URL for a Graph path such as `/v1.0/subscribedSkus`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.graph_base(), path)
+    }
+
+    /// GET a JSON document.
+    pub fn get_json(&mut self, url: &str, need: &Need) -> Result<Value> {
+        let response = self.get(url, need, &[])?;
+        parse_json(&response, need)
+    }
+
+    /// GET every page of a collection, handing each page's `value` to `on_page`. The
+    /// `@odata.nextLink` is used as-is; extra `headers` are sent on every page (Graph does not
+    /// carry e.g. `ConsistencyLevel` forward by itself).
+    pub fn get_pages(
+        &mut self,
+        first_url: &str,
+        need: &Need,
+        headers: &[(&str, &str)],
+        mut on_page: impl FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<PageStats> {
+        let mut stats = PageStats::default();
+        let mut url = first_url.to_string();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            if !seen.insert(url.clone()) {
+                return Err(ConnectorError::Data(format!(
+                    "{}: page {} links back to a page already read; stopping instead of looping",
+                    need.endpoint,
+                    stats.pages + 1
+                )));
+            }
+            let response = self.get(&url, need, headers)?;
+            let mut page = parse_json(&response, need)?;
+            let items = match page.get_mut("value").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => {
+                    return Err(ConnectorError::Data(format!(
+                        "{}: page {} has no `value` array",
+                        need.endpoint,
+                        stats.pages + 1
+                    )));
+                }
+            };
+            stats.pages += 1;
+            stats.items += items.len() as u64;
+            let next = match page.get("@odata.nextLink") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => {
+                    return Err(ConnectorError::Data(format!(
+                        "{}: page {} has a non-string @odata.nextLink {other}",
+                        need.endpoint, stats.pages
+                    )));
+                }
+            };
+            self.host.log(
+                Level::Debug,
+                &format!("{}: page {} ({} items, {} so far)", need.endpoint, stats.pages, items.len(), stats.items),
+            );
+            on_page(items)?;
+            match next {
+                Some(next) => url = next,
+                None => return Ok(stats),
+            }
+        }
+    }
+
+    /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
+    pub fn get(&mut self, url: &str, need: &Need, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+        let mut backoff = Backoff::new(self.host.now_ms());
+        let mut refreshed_token = false;
+        loop {
+            let token = self.tokens.token(self.host, self.config)?;
+            let mut request = HttpRequest::get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "application/json");
+            for (name, value) in headers {
+                request = request.header(name, *value);
+            }
+            request.timeout_ms = Some(60_000);
+            self.requests += 1;
+            let outcome = self.host.send(request);
+            let decision = match &outcome {
+                Ok(r) if r.status < 400 => return Ok(outcome.unwrap()),
+                Ok(r) if r.status == 401 && !refreshed_token && errors::is_expired_token(r) => {
+                    // The token died early (revoked, clock skew): one fresh token, then repeat.
+                    self.tokens.invalidate();
+                    refreshed_token = true;
+                    continue;
+                }
+                Ok(r) => retry::classify_response(r, &mut backoff),
+                Err(TransportError::Denied(_)) | Err(TransportError::TooLarge(_)) => Decision::GiveUp,
+                Err(_) => retry::classify_transport(&mut backoff),
+            };
+            match decision {
+                Decision::RetryAfter(wait_ms) if self.retry_budget > 0 => {
+                    self.retry_budget -= 1;
+                    let reason = match &outcome {
+                        Ok(r) => format!("HTTP {}", r.status),
+                        Err(e) => e.to_string(),
+                    };
+                    self.host.log(
+                        Level::Info,
+                        &format!("{}: {reason}; retry {} in {} ms", need.endpoint, backoff.attempts(), wait_ms),
+                    );
+                    self.host.sleep_ms(wait_ms);
+                }
+                _ => {
+                    return Err(match outcome {
+                        Ok(r) => errors::map_error(&r, need, backoff.last_retry_after_ms()),
+                        Err(e) => ConnectorError::upstream(&need.endpoint, None, None, e.to_string()),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn parse_json(response: &HttpResponse, need: &Need) -> Result<Value> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        let start: String = response.body_text().chars().take(120).collect();
+        ConnectorError::Data(format!(
+            "{}: HTTP {} body is not valid JSON ({e}); it starts with {start:?}",
+            need.endpoint, response.status
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    const TOKEN: &str = r#"{"token_type":"Bearer","expires_in":3599,"access_token":"tok"}"#;
+
+    fn config() -> Config {
+        crate::config::parse(
+            r#"{"tenant_id":"contoso.com","client_id":"0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff","client_secret":"x","token_url":"http://127.0.0.1:1","graph_url":"http://127.0.0.1:1"}"#,
+        )
+        .unwrap()
+    }
+
+    const NEED: Need = Need::new("GET /v1.0/users", &["User.Read.All", "Directory.Read.All"]);
+
+    #[test]
+    fn follows_next_links_verbatim() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond(200, r#"{"value":[1,2],"@odata.nextLink":"http://127.0.0.1:1/v1.0/users?$top=2&$skiptoken=X%27abc%27"}"#);
+        host.respond(200, r#"{"value":[],"@odata.nextLink":"http://127.0.0.1:1/v1.0/users?$top=2&$skiptoken=second"}"#);
+        host.respond(200, r#"{"value":[3]}"#);
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        let mut all = Vec::new();
+        let stats = graph
+            .get_pages(&graph.url("/v1.0/users?$top=2"), &NEED, &[("ConsistencyLevel", "eventual")], |page| {
+                all.extend(page);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(all, vec![Value::from(1), Value::from(2), Value::from(3)]);
+        assert_eq!((stats.pages, stats.items), (3, 3));
+        let sent = host.sent();
+        assert_eq!(sent[2].url, "http://127.0.0.1:1/v1.0/users?$top=2&$skiptoken=X%27abc%27");
+        assert!(sent[3].headers.contains(&("ConsistencyLevel".into(), "eventual".into())));
+        assert!(sent[1].headers.contains(&("authorization".into(), "Bearer tok".into())));
+    }
+
+    #[test]
+    fn a_looping_next_link_is_a_data_error() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond(200, r#"{"value":[1],"@odata.nextLink":"http://127.0.0.1:1/v1.0/users"}"#);
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        let err = graph.get_pages("http://127.0.0.1:1/v1.0/users", &NEED, &[], |_| Ok(())).unwrap_err();
+        assert!(matches!(err, ConnectorError::Data(m) if m.contains("links back")));
+    }
+
+    #[test]
+    fn waits_for_fractional_retry_after_then_succeeds() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond_with(429, &[("Retry-After", "2.128")], r#"{"error":{"code":"TooManyRequests","message":"Please retry again later."}}"#);
+        host.respond_with(503, &[], "<html>busy</html>");
+        host.respond(200, r#"{"value":[]}"#);
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        graph.get_json("http://127.0.0.1:1/v1.0/subscribedSkus", &NEED).unwrap();
+        let slept = host.slept();
+        assert_eq!(slept[0], 2128);
+        assert!(slept[1] >= 1000, "{slept:?}");
+    }
+
+    #[test]
+    fn expired_token_is_renewed_once() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond(401, r#"{"error":{"code":"InvalidAuthenticationToken","message":"Lifetime validation failed, the token is expired."}}"#);
+        host.respond(200, r#"{"expires_in":3599,"access_token":"tok2"}"#);
+        host.respond(200, r#"{"value":[]}"#);
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED).unwrap();
+        assert!(host.sent()[3].headers.contains(&("authorization".into(), "Bearer tok2".into())));
+    }
+
+    #[test]
+    fn permission_denied_names_the_permissions() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#);
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        match graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED) {
+            Err(ConnectorError::Permission { permissions, endpoint, message }) => {
+                assert_eq!(permissions, vec!["User.Read.All", "Directory.Read.All"]);
+                assert_eq!(endpoint, "GET /v1.0/users");
+                assert!(message.contains("Authorization_RequestDenied"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn html_body_is_a_data_error_not_a_panic() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.respond(200, "<html>proxy login</html>");
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        let err = graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED).unwrap_err();
+        assert!(matches!(err, ConnectorError::Data(m) if m.contains("proxy login")));
+    }
+}
