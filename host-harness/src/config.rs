@@ -13,7 +13,10 @@ use crate::policy::{AllowList, Limits};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not valid TOML: {message}")]
     Toml { path: PathBuf, message: String },
     #[error("config field `{field}`: {message}")]
@@ -21,12 +24,27 @@ pub enum ConfigError {
 }
 
 fn field(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Field { field: field.into(), message: message.into() }
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// Keys the harness consumes itself; everything else goes to the connector.
-const HOST_KEYS: [&str; 5] = ["client_secret_env", "catalog_file", "limits", "store", "allow_hosts"];
-const LIMIT_KEYS: [&str; 5] = ["memory_mb", "timeout_secs", "max_requests", "max_response_mb", "max_log_lines"];
+const HOST_KEYS: [&str; 5] = [
+    "client_secret_env",
+    "catalog_file",
+    "limits",
+    "store",
+    "allow_hosts",
+];
+const LIMIT_KEYS: [&str; 5] = [
+    "memory_mb",
+    "timeout_secs",
+    "max_requests",
+    "max_response_mb",
+    "max_log_lines",
+];
 
 /// A configuration ready to run: the connector's JSON, and the host's policy for it.
 #[derive(Debug, Clone)]
@@ -43,18 +61,26 @@ pub struct Prepared {
 }
 
 pub fn load(path: &Path) -> Result<Prepared, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, base).map_err(|e| match e {
-        ConfigError::Toml { message, .. } => ConfigError::Toml { path: path.into(), message },
+        ConfigError::Toml { message, .. } => ConfigError::Toml {
+            path: path.into(),
+            message,
+        },
         other => other,
     })
 }
 
 /// Parses a TOML configuration; relative paths are resolved against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Prepared, ConfigError> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| ConfigError::Toml { path: PathBuf::new(), message: e.to_string() })?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    })?;
     let mut connector = Map::new();
     for (key, value) in &table {
         if !HOST_KEYS.contains(&key.as_str()) {
@@ -62,9 +88,15 @@ pub fn parse(text: &str, base: &Path) -> Result<Prepared, ConfigError> {
         }
     }
 
-    match (connector.contains_key("client_secret"), table.get("client_secret_env")) {
+    match (
+        connector.contains_key("client_secret"),
+        table.get("client_secret_env"),
+    ) {
         (true, Some(_)) => {
-            return Err(field("client_secret_env", "give either client_secret or client_secret_env, not both"));
+            return Err(field(
+                "client_secret_env",
+                "give either client_secret or client_secret_env, not both",
+            ));
         }
         (false, Some(toml::Value::String(var))) => {
             let secret = std::env::var(var).map_err(|_| {
@@ -72,15 +104,26 @@ pub fn parse(text: &str, base: &Path) -> Result<Prepared, ConfigError> {
             })?;
             connector.insert("client_secret".into(), Value::String(secret));
         }
-        (false, Some(_)) => return Err(field("client_secret_env", "must be the name of an environment variable")),
+        (false, Some(_)) => {
+            return Err(field(
+                "client_secret_env",
+                "must be the name of an environment variable",
+            ));
+        }
         (_, None) => {}
     }
 
     if let Some(value) = table.get("catalog_file") {
-        let Some(file) = value.as_str() else { return Err(field("catalog_file", "must be a path")) };
+        let Some(file) = value.as_str() else {
+            return Err(field("catalog_file", "must be a path"));
+        };
         let path = base.join(file);
-        let csv = std::fs::read_to_string(&path)
-            .map_err(|e| field("catalog_file", format!("cannot read {}: {e}", path.display())))?;
+        let csv = std::fs::read_to_string(&path).map_err(|e| {
+            field(
+                "catalog_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         connector.insert("catalog_csv".into(), Value::String(csv));
     }
 
@@ -93,17 +136,39 @@ pub fn parse(text: &str, base: &Path) -> Result<Prepared, ConfigError> {
 
     let mut origins = implied_origins(&connector);
     if let Some(extra) = table.get("allow_hosts") {
-        let Some(items) = extra.as_array() else { return Err(field("allow_hosts", "must be a list of scheme://host[:port]")) };
+        let Some(items) = extra.as_array() else {
+            return Err(field(
+                "allow_hosts",
+                "must be a list of scheme://host[:port]",
+            ));
+        };
         for (i, item) in items.iter().enumerate() {
-            let Some(s) = item.as_str() else { return Err(field(&format!("allow_hosts[{i}]"), "must be a string")) };
+            let Some(s) = item.as_str() else {
+                return Err(field(&format!("allow_hosts[{i}]"), "must be a string"));
+            };
             origins.push(s.to_string());
         }
     }
     let allow_list = AllowList::parse(&origins).map_err(|e| field("allow_hosts", e.to_string()))?;
 
-    let secrets = connector.get("client_secret").and_then(Value::as_str).map(str::to_string).into_iter().collect();
-    let text_of = |key: &str| connector.get(key).and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    let digest = Sha256::digest(format!("{}\n{}", text_of("tenant_id"), text_of("client_id")));
+    let secrets = connector
+        .get("client_secret")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let text_of = |key: &str| {
+        connector
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let digest = Sha256::digest(format!(
+        "{}\n{}",
+        text_of("tenant_id"),
+        text_of("client_id")
+    ));
     let instance = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
 
     Ok(Prepared {
@@ -118,12 +183,19 @@ pub fn parse(text: &str, base: &Path) -> Result<Prepared, ConfigError> {
 
 fn parse_limits(value: Option<&toml::Value>) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
-    let Some(value) = value else { return Ok(limits) };
-    let Some(table) = value.as_table() else { return Err(field("limits", "must be a table ([limits])")) };
+    let Some(value) = value else {
+        return Ok(limits);
+    };
+    let Some(table) = value.as_table() else {
+        return Err(field("limits", "must be a table ([limits])"));
+    };
     for (key, value) in table {
         let name = format!("limits.{key}");
         if !LIMIT_KEYS.contains(&key.as_str()) {
-            return Err(field(&name, format!("unknown limit; the limits are {}", LIMIT_KEYS.join(", "))));
+            return Err(field(
+                &name,
+                format!("unknown limit; the limits are {}", LIMIT_KEYS.join(", ")),
+            ));
         }
         let n = value
             .as_integer()
@@ -144,20 +216,41 @@ fn parse_limits(value: Option<&toml::Value>) -> Result<Limits, ConfigError> {
 /// The origins the configuration implies: the token host, the Graph host, and the usage
 /// report download hosts of the global cloud (reports are global-only).
 fn implied_origins(connector: &Map<String, Value>) -> Vec<String> {
-    let cloud = connector.get("cloud").and_then(Value::as_str).unwrap_or("global");
+    let cloud = connector
+        .get("cloud")
+        .and_then(Value::as_str)
+        .unwrap_or("global");
     let (token_default, graph_default) = match cloud {
         "usgov-l4" => ("login.microsoftonline.us", "graph.microsoft.us"),
         "usgov-l5" => ("login.microsoftonline.us", "dod-graph.microsoft.us"),
-        "china" => ("login.partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
+        "china" => (
+            "login.partner.microsoftonline.cn",
+            "microsoftgraph.chinacloudapi.cn",
+        ),
         _ => ("login.microsoftonline.com", "graph.microsoft.com"),
     };
     let origin = |key: &str, default: &str| {
-        let raw = connector.get(key).and_then(Value::as_str).unwrap_or(default).trim();
-        let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
-        url::Url::parse(&with_scheme).ok().map(|u| u.origin().ascii_serialization())
+        let raw = connector
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .trim();
+        let with_scheme = if raw.contains("://") {
+            raw.to_string()
+        } else {
+            format!("https://{raw}")
+        };
+        url::Url::parse(&with_scheme)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
     };
-    let mut origins: Vec<String> =
-        [origin("token_url", token_default), origin("graph_url", graph_default)].into_iter().flatten().collect();
+    let mut origins: Vec<String> = [
+        origin("token_url", token_default),
+        origin("graph_url", graph_default),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if origins.iter().any(|o| o == "https://graph.microsoft.com") {
         origins.push("https://reports*.office.com".into());
     }
@@ -173,7 +266,11 @@ fn toml_to_json(value: &toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -188,10 +285,26 @@ client_id = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff"
 
     #[test]
     fn global_cloud_allows_login_graph_and_report_downloads() {
-        let p = parse(&format!("{BASE}client_secret = \"abc\"\n"), Path::new("/tmp")).unwrap();
-        assert!(p.allow_list.check("https://login.microsoftonline.com/x/oauth2/v2.0/token").is_ok());
-        assert!(p.allow_list.check("https://graph.microsoft.com/v1.0/users").is_ok());
-        assert!(p.allow_list.check("https://reportsweu.office.com/data/v1.0/download?token=x").is_ok());
+        let p = parse(
+            &format!("{BASE}client_secret = \"abc\"\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        assert!(
+            p.allow_list
+                .check("https://login.microsoftonline.com/x/oauth2/v2.0/token")
+                .is_ok()
+        );
+        assert!(
+            p.allow_list
+                .check("https://graph.microsoft.com/v1.0/users")
+                .is_ok()
+        );
+        assert!(
+            p.allow_list
+                .check("https://reportsweu.office.com/data/v1.0/download?token=x")
+                .is_ok()
+        );
         assert!(p.allow_list.check("https://example.com/").is_err());
         assert_eq!(p.secrets, vec!["abc".to_string()]);
         assert!(p.connector_config.contains("\"client_secret\":\"abc\""));
@@ -201,17 +314,33 @@ client_id = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff"
     fn secret_from_environment() {
         // SAFETY: the variable name is unique to this test.
         unsafe { std::env::set_var("M365_TEST_SECRET_ENV_1", "from-env") };
-        let p = parse(&format!("{BASE}client_secret_env = \"M365_TEST_SECRET_ENV_1\"\n"), Path::new("/tmp")).unwrap();
+        let p = parse(
+            &format!("{BASE}client_secret_env = \"M365_TEST_SECRET_ENV_1\"\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
         assert!(p.connector_config.contains("from-env"));
-        let e = parse(&format!("{BASE}client_secret_env = \"M365_TEST_SECRET_ENV_UNSET\"\n"), Path::new("/tmp")).unwrap_err();
+        let e = parse(
+            &format!("{BASE}client_secret_env = \"M365_TEST_SECRET_ENV_UNSET\"\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("client_secret_env"), "{e}");
     }
 
     #[test]
     fn limits_are_validated_by_name() {
-        let e = parse(&format!("{BASE}client_secret = \"x\"\n[limits]\nmemory_gb = 1\n"), Path::new("/tmp")).unwrap_err();
+        let e = parse(
+            &format!("{BASE}client_secret = \"x\"\n[limits]\nmemory_gb = 1\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("limits.memory_gb"), "{e}");
-        let p = parse(&format!("{BASE}client_secret = \"x\"\n[limits]\ntimeout_secs = 5\n"), Path::new("/tmp")).unwrap();
+        let p = parse(
+            &format!("{BASE}client_secret = \"x\"\n[limits]\ntimeout_secs = 5\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
         assert_eq!(p.limits.timeout, Duration::from_secs(5));
     }
 }

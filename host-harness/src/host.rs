@@ -122,6 +122,8 @@ pub struct RunState {
     io: RunIo,
     stats: RunStats,
     deadline: Instant,
+    /// A host call was cut short by the deadline: the run failed even if the guest returned.
+    deadline_hit: bool,
     policy_violation: Option<String>,
 }
 
@@ -390,28 +392,26 @@ impl saas::connector::clock::Host for RunState {
 
     fn sleep(&mut self, ms: u64) {
         let limit = self.time_left();
+        if Duration::from_millis(ms) > limit {
+            self.deadline_hit = true;
+        }
         self.io.clock.sleep(ms, limit);
     }
 }
 
-/// Keeps the engine's epoch moving; stops with the engine.
-struct Ticker;
-
-impl Ticker {
-    fn start(engine: &Engine) -> Ticker {
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .expect("spawn the epoch ticker");
-        Ticker
-    }
+/// Keeps the engine's epoch moving; the thread ends when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawn the epoch ticker");
 }
 
 /// How a component was obtained, for benchmarks and logs.
@@ -436,7 +436,7 @@ pub fn engine() -> Engine {
             let mut config = wasmtime::Config::new();
             config.epoch_interruption(true);
             let engine = Engine::new(&config).expect("a valid engine configuration");
-            std::mem::forget(Ticker::start(&engine));
+            start_epoch_ticker(&engine);
             engine
         })
         .clone()
@@ -511,6 +511,7 @@ impl Harness {
             io,
             stats: RunStats::default(),
             deadline: Instant::now() + timeout,
+            deadline_hit: false,
             policy_violation: None,
         };
         let mut store = Store::new(&self.engine, state);
@@ -643,9 +644,12 @@ impl Session {
     ) -> Result<R, RunError> {
         self.store.set_epoch_deadline(ticks(self.timeout));
         self.store.data_mut().deadline = Instant::now() + self.timeout;
+        self.store.data_mut().deadline_hit = false;
         let result = f(&self.bindings, &mut self.store);
+        let state = self.store.data();
         match result {
-            Ok(value) => match &self.store.data().policy_violation {
+            Ok(_) if state.deadline_hit => Err(RunError::Deadline(self.timeout)),
+            Ok(value) => match &state.policy_violation {
                 Some(reason) => Err(RunError::Policy(reason.clone())),
                 None => Ok(value),
             },

@@ -479,7 +479,10 @@ impl Progress {
             bar.set_message(format!(
                 "{} requests · {} records · {} retries",
                 self.requests.load(Ordering::Relaxed),
-                self.records.lock().map(|r| r.values().sum::<u64>()).unwrap_or(0),
+                self.records
+                    .lock()
+                    .map(|r| r.values().sum::<u64>())
+                    .unwrap_or(0),
                 self.retries.load(Ordering::Relaxed)
             ));
         }

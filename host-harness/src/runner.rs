@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::clock::{Clock, RealClock};
 use crate::config::Prepared;
 use crate::host::{
-    CheckReport, ConnectorError, Harness, MemorySink, Observer, RecordSink, RunError, RunIo, RunStats, Silent,
-    TaskSummary,
+    CheckReport, ConnectorError, Harness, MemorySink, Observer, RecordSink, RunError, RunIo,
+    RunStats, Silent, TaskSummary,
 };
 use crate::policy::Redactor;
 use crate::store::{Store, StoreError};
@@ -37,7 +37,9 @@ impl Failure {
                 ConnectorError::InvalidConfig(_) | ConnectorError::InvalidRequest(_) => 2,
                 ConnectorError::Authentication(_) => 3,
                 ConnectorError::Permission(_) | ConnectorError::LicenceRequired(_) => 4,
-                ConnectorError::Throttled(_) | ConnectorError::Upstream(_) | ConnectorError::Data(_) => 5,
+                ConnectorError::Throttled(_)
+                | ConnectorError::Upstream(_)
+                | ConnectorError::Data(_) => 5,
                 ConnectorError::Cancelled(_) | ConnectorError::Unsupported(_) => 1,
             },
             Failure::Sandbox(RunError::Load(_)) => 1,
@@ -73,7 +75,12 @@ impl Runner {
         }
     }
 
-    fn io(&self, prepared: &Prepared, sink: Box<dyn RecordSink>, state: BTreeMap<String, String>) -> RunIo {
+    fn io(
+        &self,
+        prepared: &Prepared,
+        sink: Box<dyn RecordSink>,
+        state: BTreeMap<String, String>,
+    ) -> RunIo {
         RunIo {
             allow_list: prepared.allow_list.clone(),
             limits: prepared.limits.clone(),
@@ -89,17 +96,33 @@ impl Runner {
 
     /// `check`: configuration errors come back as `Failure`; everything else is in the report.
     pub fn check(&self, prepared: &Prepared) -> Result<(CheckReport, RunStats), Failure> {
-        let mut session = self.harness.session(self.io(prepared, Box::new(MemorySink::default()), BTreeMap::new()))?;
-        session.configure(&prepared.connector_config)?.map_err(Failure::Connector)?;
+        let mut session = self.harness.session(self.io(
+            prepared,
+            Box::new(MemorySink::default()),
+            BTreeMap::new(),
+        ))?;
+        session
+            .configure(&prepared.connector_config)?
+            .map_err(Failure::Connector)?;
         let report = session.check()?;
         let (_, stats) = session.finish();
         Ok((report, stats))
     }
 
     /// Runs one task; its records and state are committed to the store only on success.
-    pub fn run_task(&self, prepared: &Prepared, task: &str, options: &str) -> Result<TaskOutcome, Failure> {
+    pub fn run_task(
+        &self,
+        prepared: &Prepared,
+        task: &str,
+        options: &str,
+    ) -> Result<TaskOutcome, Failure> {
         let state = Store::open(&prepared.store_path)?.state(&prepared.instance)?;
-        let pending = Store::begin(&prepared.store_path, &prepared.instance, task, self.clock.now_ms())?;
+        let pending = Store::begin(
+            &prepared.store_path,
+            &prepared.instance,
+            task,
+            self.clock.now_ms(),
+        )?;
         let run_id = pending.run_id;
         let redactor = Redactor::new(prepared.secrets.clone());
         let mut io = self.io(prepared, Box::new(pending), state);
@@ -107,7 +130,11 @@ impl Runner {
         let mut session = match self.harness.session(io) {
             Ok(s) => s,
             Err(e) => {
-                Store::open(&prepared.store_path)?.mark_failed(run_id, &redactor.redact(&e.to_string()), self.clock.now_ms())?;
+                Store::open(&prepared.store_path)?.mark_failed(
+                    run_id,
+                    &redactor.redact(&e.to_string()),
+                    self.clock.now_ms(),
+                )?;
                 return Err(e.into());
             }
         };
@@ -125,7 +152,11 @@ impl Runner {
             Ok(summary) => {
                 let text = redactor.redact(&summary_json(&summary, &stats).to_string());
                 pending.commit(&text, &stats.state_writes, now)?;
-                Ok(TaskOutcome { run_id, summary, stats })
+                Ok(TaskOutcome {
+                    run_id,
+                    summary,
+                    stats,
+                })
             }
             Err(failure) => {
                 pending.fail(&redactor.redact(&failure.to_string()), now)?;
@@ -136,13 +167,19 @@ impl Runner {
 
     fn declared_entities(&self, task: &str) -> Result<HashSet<String>, Failure> {
         let manifest = self.harness.describe()?;
-        Ok(manifest.tasks.iter().filter(|t| t.name == task).flat_map(|t| t.entities.clone()).collect())
+        Ok(manifest
+            .tasks
+            .iter()
+            .filter(|t| t.name == task)
+            .flat_map(|t| t.entities.clone())
+            .collect())
     }
 }
 
 fn downcast_pending(sink: Box<dyn RecordSink>) -> crate::store::PendingRun {
     let any: Box<dyn std::any::Any> = sink;
-    *any.downcast().expect("task sessions always write to a pending store run")
+    *any.downcast()
+        .expect("task sessions always write to a pending store run")
 }
 
 /// The summary as stored and exported.
@@ -161,7 +198,12 @@ pub fn summary_json(summary: &TaskSummary, stats: &RunStats) -> Value {
 /// Writes `DIR/<entity>.jsonl` for every entity of the given successful runs, and
 /// `DIR/summary.json`. Files are written under temporary names and renamed at the end, so a
 /// reader never sees a half-written export.
-pub fn export(store: &Store, runs: &[i64], failures: &[(String, String)], dir: &Path) -> Result<Vec<String>, StoreError> {
+pub fn export(
+    store: &Store,
+    runs: &[i64],
+    failures: &[(String, String)],
+    dir: &Path,
+) -> Result<Vec<String>, StoreError> {
     std::fs::create_dir_all(dir)?;
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut summaries = Vec::new();
@@ -172,7 +214,11 @@ pub fn export(store: &Store, runs: &[i64], failures: &[(String, String)], dir: &
             text.push('\n');
         }
         if let Some(row) = store.run(run)? {
-            let mut summary: Value = row.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
+            let mut summary: Value = row
+                .summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(json!({}));
             summary["run_id"] = json!(row.id);
             summaries.push(summary);
         }
@@ -183,7 +229,9 @@ pub fn export(store: &Store, runs: &[i64], failures: &[(String, String)], dir: &
     let complete = failures.is_empty();
     files.insert(
         "summary.json".into(),
-        serde_json::to_string_pretty(&json!({"complete": complete, "tasks": summaries})).unwrap_or_default() + "\n",
+        serde_json::to_string_pretty(&json!({"complete": complete, "tasks": summaries}))
+            .unwrap_or_default()
+            + "\n",
     );
     let mut written = Vec::new();
     for (name, text) in &files {

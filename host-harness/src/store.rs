@@ -81,14 +81,24 @@ impl Store {
         Ok(Store { connection })
     }
 
-    pub fn state(&self, instance: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-        let mut statement = self.connection.prepare("SELECT key, value FROM state WHERE instance = ?1")?;
+    pub fn state(
+        &self,
+        instance: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT key, value FROM state WHERE instance = ?1")?;
         let rows = statement.query_map([instance], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Starts a run: its row says `running`, and a transaction is opened for its records.
-    pub fn begin(path: &Path, instance: &str, task: &str, now_ms: u64) -> Result<PendingRun, StoreError> {
+    pub fn begin(
+        path: &Path,
+        instance: &str,
+        task: &str,
+        now_ms: u64,
+    ) -> Result<PendingRun, StoreError> {
         let store = Store::open(path)?;
         store.connection.execute(
             "INSERT INTO runs (instance, task, started_at, status) VALUES (?1, ?2, ?3, 'running')",
@@ -96,7 +106,12 @@ impl Store {
         )?;
         let run_id = store.connection.last_insert_rowid();
         store.connection.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(PendingRun { store, run_id, seq: 0, failed: None })
+        Ok(PendingRun {
+            store,
+            run_id,
+            seq: 0,
+            failed: None,
+        })
     }
 
     /// Marks a run that could not start as failed.
@@ -129,8 +144,9 @@ impl Store {
     }
 
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut statement =
-            self.connection.prepare("SELECT id, instance, task, status, summary, error FROM runs ORDER BY id")?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, instance, task, status, summary, error FROM runs ORDER BY id")?;
         let rows = statement.query_map([], |row| {
             Ok(RunRow {
                 id: row.get(0)?,
@@ -146,8 +162,9 @@ impl Store {
 
     /// The records of a run, per entity, in emission order.
     pub fn records(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let mut statement =
-            self.connection.prepare("SELECT entity, record FROM records WHERE run_id = ?1 ORDER BY entity, seq")?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT entity, record FROM records WHERE run_id = ?1 ORDER BY entity, seq")?;
         let rows = statement.query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -207,7 +224,11 @@ impl PendingRun {
             return self.fail(&reason, now_ms);
         }
         let connection = &self.store.connection;
-        let instance: String = connection.query_row("SELECT instance FROM runs WHERE id = ?1", [self.run_id], |r| r.get(0))?;
+        let instance: String = connection.query_row(
+            "SELECT instance FROM runs WHERE id = ?1",
+            [self.run_id],
+            |r| r.get(0),
+        )?;
         for (key, value) in state_writes {
             connection.execute(
                 "INSERT INTO state (instance, key, value) VALUES (?1, ?2, ?3)
@@ -245,7 +266,10 @@ mod tests {
         let store = run.fail("boom", 2).unwrap();
         assert!(store.records(id).unwrap().is_empty());
         let row = store.run(id).unwrap().unwrap();
-        assert_eq!((row.status.as_str(), row.error.as_deref()), ("failed", Some("boom")));
+        assert_eq!(
+            (row.status.as_str(), row.error.as_deref()),
+            ("failed", Some("boom"))
+        );
     }
 
     #[test]
@@ -256,10 +280,15 @@ mod tests {
         run.emit("license", r#"{"a":1}"#).unwrap();
         run.emit("license", r#"{"a":2}"#).unwrap();
         let id = run.run_id;
-        let writes = [("cursor".to_string(), "42".to_string())].into_iter().collect();
+        let writes = [("cursor".to_string(), "42".to_string())]
+            .into_iter()
+            .collect();
         let store = run.commit("{}", &writes, 2).unwrap();
         assert_eq!(store.records(id).unwrap().len(), 2);
-        assert_eq!(store.state("i").unwrap().get("cursor").map(String::as_str), Some("42"));
+        assert_eq!(
+            store.state("i").unwrap().get("cursor").map(String::as_str),
+            Some("42")
+        );
         assert_eq!(store.run(id).unwrap().unwrap().status, "succeeded");
     }
 

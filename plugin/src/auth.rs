@@ -28,16 +28,19 @@ impl TokenCache {
     /// A valid access token: cached, or freshly requested.
     pub fn token(&mut self, host: &dyn Host, config: &Config) -> Result<String> {
         let now = host.now_ms();
-        if let Some(t) = &self.token {
-            if now < t.use_until_ms {
-                return Ok(t.value.clone());
-            }
+        if let Some(t) = &self.token
+            && now < t.use_until_ms
+        {
+            return Ok(t.value.clone());
         }
         let (value, expires_in_s) = request_token(host, config)?;
         let lifetime_ms = expires_in_s.saturating_mul(1000);
         // Short-lived tokens (as a test tenant may issue) keep at least half their life.
         let margin = EXPIRY_MARGIN_MS.min(lifetime_ms / 2);
-        self.token = Some(CachedToken { value: value.clone(), use_until_ms: now + lifetime_ms - margin });
+        self.token = Some(CachedToken {
+            value: value.clone(),
+            use_until_ms: now + lifetime_ms - margin,
+        });
         Ok(value)
     }
 
@@ -55,12 +58,18 @@ fn request_token(host: &dyn Host, config: &Config) -> Result<(String, u64)> {
         .append_pair("grant_type", "client_credentials")
         .finish();
     let url = config.token_url();
-    let endpoint = format!("POST {}/{{tenant}}/oauth2/v2.0/token", config.token_origin.url());
+    let endpoint = format!(
+        "POST {}/{{tenant}}/oauth2/v2.0/token",
+        config.token_origin.url()
+    );
     let request = HttpRequest {
         method: Method::Post,
         url,
         headers: vec![
-            ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
             ("accept".into(), "application/json".into()),
         ],
         body: Some(body.into_bytes()),
@@ -73,9 +82,21 @@ fn request_token(host: &dyn Host, config: &Config) -> Result<(String, u64)> {
             Ok(r) if (r.status == 503 || r.status == 504 || r.status == 429) && attempt < 3 => {}
             Ok(r) => break r,
             Err(e @ crate::host::TransportError::Denied(_)) => {
-                return Err(ConnectorError::upstream(&endpoint, None, None, e.to_string()));
+                return Err(ConnectorError::upstream(
+                    &endpoint,
+                    None,
+                    None,
+                    e.to_string(),
+                ));
             }
-            Err(e) if attempt >= 3 => return Err(ConnectorError::upstream(&endpoint, None, None, e.to_string())),
+            Err(e) if attempt >= 3 => {
+                return Err(ConnectorError::upstream(
+                    &endpoint,
+                    None,
+                    None,
+                    e.to_string(),
+                ));
+            }
             Err(_) => {}
         }
         attempt += 1;
@@ -83,10 +104,17 @@ fn request_token(host: &dyn Host, config: &Config) -> Result<(String, u64)> {
     };
     let json: Option<Value> = serde_json::from_slice(&response.body).ok();
     if response.status == 200 {
-        let json = json.ok_or_else(|| ConnectorError::Data(format!("{endpoint}: the token response is not JSON")))?;
-        let token = json.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let json = json.ok_or_else(|| {
+            ConnectorError::Data(format!("{endpoint}: the token response is not JSON"))
+        })?;
+        let token = json
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
         let Some(token) = token else {
-            return Err(ConnectorError::Data(format!("{endpoint}: the token response has no access_token")));
+            return Err(ConnectorError::Data(format!(
+                "{endpoint}: the token response has no access_token"
+            )));
         };
         // expires_in is a number of seconds; some proxies send it as a string.
         let expires_in = match json.get("expires_in") {
@@ -102,16 +130,28 @@ fn request_token(host: &dyn Host, config: &Config) -> Result<(String, u64)> {
             &endpoint,
             Some(response.status),
             None,
-            format!("the token endpoint answered HTTP {} without a JSON error body", response.status),
+            format!(
+                "the token endpoint answered HTTP {} without a JSON error body",
+                response.status
+            ),
         ));
     };
-    Err(ConnectorError::Authentication(map_token_error(&json, config)))
+    Err(ConnectorError::Authentication(map_token_error(
+        &json, config,
+    )))
 }
 
 /// Maps a token-endpoint error body to a failure with a fix, by AADSTS code.
 pub fn map_token_error(json: &Value, config: &Config) -> AuthFailure {
-    let error = json.get("error").and_then(Value::as_str).unwrap_or("unknown_error").to_string();
-    let description = json.get("error_description").and_then(Value::as_str).unwrap_or("");
+    let error = json
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown_error")
+        .to_string();
+    let description = json
+        .get("error_description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let code = json
         .get("error_codes")
         .and_then(Value::as_array)
@@ -120,7 +160,11 @@ pub fn map_token_error(json: &Value, config: &Config) -> AuthFailure {
         .or_else(|| aadsts_in(description));
     // Keep the first line only: the rest is trace and correlation ids.
     let message = description.lines().next().unwrap_or("").trim().to_string();
-    let message = if message.is_empty() { error.clone() } else { message };
+    let message = if message.is_empty() {
+        error.clone()
+    } else {
+        message
+    };
     let tenant = &config.tenant_id;
     let client = &config.client_id;
     let fix = match code {
@@ -151,7 +195,12 @@ pub fn map_token_error(json: &Value, config: &Config) -> AuthFailure {
         Some(90038) => "The tenant belongs to a national cloud. Set token_url and graph_url (or cloud) to that cloud.".to_string(),
         _ => "See the AADSTS code in Microsoft's error reference, and check tenant_id, client_id and client_secret.".to_string(),
     };
-    AuthFailure { code: code.map(|c| format!("AADSTS{c}")), error, message, fix }
+    AuthFailure {
+        code: code.map(|c| format!("AADSTS{c}")),
+        error,
+        message,
+        fix,
+    }
 }
 
 fn aadsts_in(text: &str) -> Option<u64> {
@@ -181,10 +230,16 @@ mod tests {
         assert_eq!(cache.token(&host, &cfg()).unwrap(), "tok1");
         let sent = host.sent();
         assert_eq!(sent.len(), 1, "the second call must come from the cache");
-        assert_eq!(sent[0].url, "http://127.0.0.1:9/contoso.onmicrosoft.com/oauth2/v2.0/token");
+        assert_eq!(
+            sent[0].url,
+            "http://127.0.0.1:9/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
         let body = String::from_utf8(sent[0].body.clone().unwrap()).unwrap();
         assert!(body.contains("client_secret=a+b%26c%3Dd"), "{body}");
-        assert!(body.contains("scope=http%3A%2F%2F127.0.0.1%3A9%2F.default"), "{body}");
+        assert!(
+            body.contains("scope=http%3A%2F%2F127.0.0.1%3A9%2F.default"),
+            "{body}"
+        );
         assert!(body.contains("grant_type=client_credentials"));
     }
 
@@ -229,7 +284,13 @@ mod tests {
 
     #[test]
     fn code_from_description_when_error_codes_absent() {
-        let json: Value = serde_json::from_str(r#"{"error":"invalid_client","error_description":"AADSTS7000222: expired"}"#).unwrap();
-        assert_eq!(map_token_error(&json, &cfg()).code.as_deref(), Some("AADSTS7000222"));
+        let json: Value = serde_json::from_str(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000222: expired"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            map_token_error(&json, &cfg()).code.as_deref(),
+            Some("AADSTS7000222")
+        );
     }
 }

@@ -32,9 +32,13 @@ pub struct Catalog {
 impl Catalog {
     pub fn builtin() -> Catalog {
         let mut catalog = Catalog::default();
-        for line in BUILTIN.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in BUILTIN
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let mut parts = line.splitn(4, '\t');
-            let (Some(kind), Some(id), Some(a), Some(b)) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(kind), Some(id), Some(a), Some(b)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -53,14 +57,29 @@ impl Catalog {
     pub fn from_microsoft_csv(text: &str) -> Result<Catalog, String> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let header_line = text.lines().next().unwrap_or("");
-        let delimiter = if !header_line.contains(',') && header_line.contains(';') { b';' } else { b',' };
-        let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(text.as_bytes());
-        let headers = reader.headers().map_err(|e| format!("cannot read the header row: {e}"))?.clone();
+        let delimiter = if !header_line.contains(',') && header_line.contains(';') {
+            b';'
+        } else {
+            b','
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let headers = reader
+            .headers()
+            .map_err(|e| format!("cannot read the header row: {e}"))?
+            .clone();
         let column = |name: &str| {
             headers
                 .iter()
                 .position(|h| h.replace(' ', "").eq_ignore_ascii_case(name))
-                .ok_or_else(|| format!("column {name} is missing (found: {})", headers.iter().collect::<Vec<_>>().join(", ")))
+                .ok_or_else(|| {
+                    format!(
+                        "column {name} is missing (found: {})",
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    )
+                })
         };
         let product = column("Product_Display_Name")?;
         let string_id = column("String_Id")?;
@@ -86,17 +105,21 @@ impl Catalog {
     }
 
     fn add_sku(&mut self, id: &str, part_number: &str, product_name: &str) {
-        self.skus.entry(id.to_ascii_lowercase()).or_insert_with(|| SkuName {
-            part_number: part_number.to_string(),
-            product_name: product_name.to_string(),
-        });
+        self.skus
+            .entry(id.to_ascii_lowercase())
+            .or_insert_with(|| SkuName {
+                part_number: part_number.to_string(),
+                product_name: product_name.to_string(),
+            });
     }
 
     fn add_plan(&mut self, id: &str, name: &str, friendly_name: &str) {
-        self.plans.entry(id.to_ascii_lowercase()).or_insert_with(|| PlanName {
-            name: name.to_string(),
-            friendly_name: friendly_name.to_string(),
-        });
+        self.plans
+            .entry(id.to_ascii_lowercase())
+            .or_insert_with(|| PlanName {
+                name: name.to_string(),
+                friendly_name: friendly_name.to_string(),
+            });
     }
 
     /// Entries of `newer` replace this catalog's; the rest stay.
@@ -129,10 +152,18 @@ impl Catalog {
              # S<TAB>skuId<TAB>String_Id<TAB>Product_Display_Name / P<TAB>servicePlanId<TAB>Service_Plan_Name<TAB>friendly name\n",
         );
         for (id, s) in skus {
-            out.push_str(&format!("S\t{id}\t{}\t{}\n", clean(&s.part_number), clean(&s.product_name)));
+            out.push_str(&format!(
+                "S\t{id}\t{}\t{}\n",
+                clean(&s.part_number),
+                clean(&s.product_name)
+            ));
         }
         for (id, p) in plans {
-            out.push_str(&format!("P\t{id}\t{}\t{}\n", clean(&p.name), clean(&p.friendly_name)));
+            out.push_str(&format!(
+                "P\t{id}\t{}\t{}\n",
+                clean(&p.name),
+                clean(&p.friendly_name)
+            ));
         }
         out
     }
@@ -145,10 +176,14 @@ mod tests {
     #[test]
     fn builtin_knows_common_skus_and_plans() {
         let c = Catalog::builtin();
-        let e5 = c.sku("06EBC4EE-1BB5-47DD-8120-11324BC54E06").expect("Microsoft 365 E5");
+        let e5 = c
+            .sku("06EBC4EE-1BB5-47DD-8120-11324BC54E06")
+            .expect("Microsoft 365 E5");
         assert_eq!(e5.part_number, "SPE_E5");
         assert_eq!(e5.product_name, "Microsoft 365 E5");
-        let exchange = c.plan("efb87545-963c-4e0d-99df-69c6916d9eb0").expect("EXCHANGE_S_ENTERPRISE");
+        let exchange = c
+            .plan("efb87545-963c-4e0d-99df-69c6916d9eb0")
+            .expect("EXCHANGE_S_ENTERPRISE");
         assert_eq!(exchange.name, "EXCHANGE_S_ENTERPRISE");
         assert!(c.len().0 > 500, "{:?}", c.len());
     }
@@ -158,13 +193,28 @@ mod tests {
         let standard = "\u{feff}Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names\r\n\
             \"Contoso Suite, Plus\",CONTOSO_PLUS,11111111-1111-1111-1111-111111111111,PLAN_A,22222222-2222-2222-2222-222222222222,Plan A\r\n";
         let c = Catalog::from_microsoft_csv(standard).unwrap();
-        assert_eq!(c.sku("11111111-1111-1111-1111-111111111111").unwrap().product_name, "Contoso Suite, Plus");
-        assert_eq!(c.plan("22222222-2222-2222-2222-222222222222").unwrap().friendly_name, "Plan A");
+        assert_eq!(
+            c.sku("11111111-1111-1111-1111-111111111111")
+                .unwrap()
+                .product_name,
+            "Contoso Suite, Plus"
+        );
+        assert_eq!(
+            c.plan("22222222-2222-2222-2222-222222222222")
+                .unwrap()
+                .friendly_name,
+            "Plan A"
+        );
 
         let old = "Product_Display_Name;String_ Id;GUID;Service_Plan_Name;Service_Plan_Id;Service_Plans_Included_Friendly_Names\n\
             Old;OLD;33333333-3333-3333-3333-333333333333;P;44444444-4444-4444-4444-444444444444;P friendly\n";
         let c = Catalog::from_microsoft_csv(old).unwrap();
-        assert_eq!(c.sku("33333333-3333-3333-3333-333333333333").unwrap().part_number, "OLD");
+        assert_eq!(
+            c.sku("33333333-3333-3333-3333-333333333333")
+                .unwrap()
+                .part_number,
+            "OLD"
+        );
 
         let err = Catalog::from_microsoft_csv("a,b\n1,2\n").unwrap_err();
         assert!(err.contains("Product_Display_Name"), "{err}");
@@ -176,7 +226,12 @@ mod tests {
         let newer = "Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names\n\
             Renamed E5,SPE_E5,06ebc4ee-1bb5-47dd-8120-11324bc54e06,X,55555555-5555-5555-5555-555555555555,X\n";
         c.overlay(Catalog::from_microsoft_csv(newer).unwrap());
-        assert_eq!(c.sku("06ebc4ee-1bb5-47dd-8120-11324bc54e06").unwrap().product_name, "Renamed E5");
+        assert_eq!(
+            c.sku("06ebc4ee-1bb5-47dd-8120-11324bc54e06")
+                .unwrap()
+                .product_name,
+            "Renamed E5"
+        );
         assert!(c.plan("efb87545-963c-4e0d-99df-69c6916d9eb0").is_some());
     }
 
@@ -184,6 +239,9 @@ mod tests {
     fn compact_round_trips() {
         let c = Catalog::builtin();
         let text = c.to_compact();
-        assert_eq!(text, BUILTIN, "data/catalog.tsv is not in canonical form; regenerate it");
+        assert_eq!(
+            text, BUILTIN,
+            "data/catalog.tsv is not in canonical form; regenerate it"
+        );
     }
 }

@@ -35,7 +35,10 @@ pub struct CheckReport {
 fn probes() -> Vec<(&'static str, Vec<(Need, &'static str)>)> {
     vec![(
         license_information::NAME,
-        vec![(license_information::SUBSCRIBED_SKUS, "/v1.0/subscribedSkus?$select=skuId")],
+        vec![(
+            license_information::SUBSCRIBED_SKUS,
+            "/v1.0/subscribedSkus?$select=skuId",
+        )],
     )]
 }
 
@@ -44,7 +47,12 @@ fn probes() -> Vec<(&'static str, Vec<(Need, &'static str)>)> {
 const SKEW_WARNING_MS: u64 = 5 * 60 * 1000;
 
 pub fn run(graph: &mut Graph) -> CheckReport {
-    let mut report = CheckReport { ok: false, authentication: None, tasks: Vec::new(), warnings: Vec::new() };
+    let mut report = CheckReport {
+        ok: false,
+        authentication: None,
+        tasks: Vec::new(),
+        warnings: Vec::new(),
+    };
     if let Err(e) = graph.authenticate() {
         graph.host().log(Level::Warn, &format!("check: {e}"));
         for (task, _) in probes() {
@@ -60,7 +68,12 @@ pub fn run(graph: &mut Graph) -> CheckReport {
     }
     let mut skew_checked = false;
     for (task, task_probes) in probes() {
-        let mut check = TaskCheck { task: task.into(), status: CheckStatus::Ok, missing: Vec::new(), detail: String::new() };
+        let mut check = TaskCheck {
+            task: task.into(),
+            status: CheckStatus::Ok,
+            missing: Vec::new(),
+            detail: String::new(),
+        };
         let mut details = Vec::new();
         for (need, path) in task_probes {
             let url = graph.url(path);
@@ -74,7 +87,11 @@ pub fn run(graph: &mut Graph) -> CheckReport {
                         }
                     }
                 }
-                Err(ConnectorError::Permission { permissions, message, .. }) => {
+                Err(ConnectorError::Permission {
+                    permissions,
+                    message,
+                    ..
+                }) => {
                     check.status = worst(check.status, CheckStatus::MissingPermission);
                     check.missing.push(permissions.join(" or "));
                     details.push(format!("{}: missing permission ({message})", need.endpoint));
@@ -92,7 +109,10 @@ pub fn run(graph: &mut Graph) -> CheckReport {
         check.detail = details.join("; ");
         report.tasks.push(check);
     }
-    report.ok = report.tasks.iter().all(|t| matches!(t.status, CheckStatus::Ok | CheckStatus::Degraded));
+    report.ok = report
+        .tasks
+        .iter()
+        .all(|t| matches!(t.status, CheckStatus::Ok | CheckStatus::Degraded));
     report
 }
 
@@ -109,8 +129,9 @@ fn worst(a: CheckStatus, b: CheckStatus) -> CheckStatus {
 
 fn clock_skew(graph: &Graph, date: Option<&str>) -> Option<String> {
     let date = date?;
-    let server = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).ok()?;
-    let server_ms = (server.unix_timestamp_nanos() / 1_000_000) as i128;
+    let server =
+        time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).ok()?;
+    let server_ms = server.unix_timestamp_nanos() / 1_000_000;
     let host_ms = graph.host().now_ms() as i128;
     let skew = (host_ms - server_ms).unsigned_abs() as u64;
     (skew > SKEW_WARNING_MS).then(|| {

@@ -123,7 +123,11 @@ pub struct Config {
 
 impl Config {
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.token_origin.url(), self.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.token_origin.url(),
+            self.tenant_id
+        )
     }
 
     pub fn graph_base(&self) -> String {
@@ -183,10 +187,16 @@ pub fn schema() -> Value {
 
 pub fn parse(text: &str) -> Result<Config> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        ConnectorError::config("(document)", format!("the configuration is not valid JSON: {e}"))
+        ConnectorError::config(
+            "(document)",
+            format!("the configuration is not valid JSON: {e}"),
+        )
     })?;
     let Value::Object(map) = value else {
-        return Err(ConnectorError::config("(document)", "the configuration must be a JSON object"));
+        return Err(ConnectorError::config(
+            "(document)",
+            "the configuration must be a JSON object",
+        ));
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ConnectorError::config(
@@ -269,18 +279,25 @@ pub fn parse(text: &str) -> Result<Config> {
 fn required_string(map: &Map<String, Value>, field: &str) -> Result<String> {
     match optional_string(map, field)? {
         Some(s) => Ok(s),
-        None => Err(ConnectorError::config(field, "missing; this field is required")),
+        None => Err(ConnectorError::config(
+            field,
+            "missing; this field is required",
+        )),
     }
 }
 
 fn optional_string(map: &Map<String, Value>, field: &str) -> Result<Option<String>> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            Err(ConnectorError::config(field, "is empty; remove it or give a value"))
-        }
+        Some(Value::String(s)) if s.trim().is_empty() => Err(ConnectorError::config(
+            field,
+            "is empty; remove it or give a value",
+        )),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(ConnectorError::config(field, format!("must be a string, got {other}"))),
+        Some(other) => Err(ConnectorError::config(
+            field,
+            format!("must be a string, got {other}"),
+        )),
     }
 }
 
@@ -303,14 +320,18 @@ fn is_domain(s: &str) -> bool {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_alphabetic()) && tld.len() >= 2)
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_alphabetic()) && tld.len() >= 2)
 }
 
 fn validate_tenant(tenant: &str) -> Result<()> {
     if is_guid(tenant) || is_domain(tenant) {
         return Ok(());
     }
-    let hint = if ["common", "organizations", "consumers"].contains(&tenant.to_ascii_lowercase().as_str()) {
+    let hint = if ["common", "organizations", "consumers"]
+        .contains(&tenant.to_ascii_lowercase().as_str())
+    {
         " The client-credentials flow needs a specific tenant, not a multi-tenant alias."
     } else {
         ""
@@ -325,7 +346,11 @@ fn validate_tenant(tenant: &str) -> Result<()> {
 }
 
 fn https(host: &str) -> Origin {
-    Origin { scheme: "https".into(), host: host.into(), port: None }
+    Origin {
+        scheme: "https".into(),
+        host: host.into(),
+        port: None,
+    }
 }
 
 /// Accepts `host`, `https://host`, `https://host:port/` (and a trailing `/v1.0` on graph_url).
@@ -335,7 +360,10 @@ fn parse_origin(field: &str, raw: &str) -> Result<Origin> {
         None => ("https".to_string(), raw),
     };
     if scheme != "https" && scheme != "http" {
-        return Err(ConnectorError::config(field, format!("scheme '{scheme}' is not supported; use https://")));
+        return Err(ConnectorError::config(
+            field,
+            format!("scheme '{scheme}' is not supported; use https://"),
+        ));
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -346,11 +374,14 @@ fn parse_origin(field: &str, raw: &str) -> Result<Origin> {
     if !path_ok || authority.contains('@') || rest.contains('?') || rest.contains('#') {
         return Err(ConnectorError::config(
             field,
-            format!("'{raw}' must be a host or an origin such as https://{authority} (no path, query or credentials)"),
+            format!(
+                "'{raw}' must be a host or an origin such as https://{authority} (no path, query or credentials)"
+            ),
         ));
     }
-    let (host, port) = split_host_port(authority)
-        .ok_or_else(|| ConnectorError::config(field, format!("'{raw}' has an invalid host or port")))?;
+    let (host, port) = split_host_port(authority).ok_or_else(|| {
+        ConnectorError::config(field, format!("'{raw}' has an invalid host or port"))
+    })?;
     let host = host.to_ascii_lowercase();
     if RETIRED_GERMAN_HOSTS.contains(&host.as_str()) {
         return Err(ConnectorError::config(
@@ -362,7 +393,9 @@ fn parse_origin(field: &str, raw: &str) -> Result<Origin> {
     if origin.scheme == "http" && !origin.is_loopback() {
         return Err(ConnectorError::config(
             field,
-            format!("'{raw}' uses http://, which is accepted only for loopback hosts (a local simulator); use https://"),
+            format!(
+                "'{raw}' uses http://, which is accepted only for loopback hosts (a local simulator); use https://"
+            ),
         ));
     }
     Ok(origin)
@@ -383,7 +416,10 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
         }
     };
     let valid = !host.is_empty()
-        && (host.starts_with('[') || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        && (host.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
     valid.then_some((host, port))
 }
 
@@ -397,24 +433,31 @@ fn validate_pair(declared: Option<Cloud>, token: &Origin, graph: &Origin) -> Res
         let known: Vec<&str> = Cloud::ALL.iter().map(|c| c.graph_host()).collect();
         return Err(ConnectorError::config(
             "graph_url",
-            format!("'{}' is not a Microsoft Graph host; use one of {}", graph.host, known.join(", ")),
+            format!(
+                "'{}' is not a Microsoft Graph host; use one of {}",
+                graph.host,
+                known.join(", ")
+            ),
         ));
     };
-    if let Some(declared) = declared {
-        if declared != graph_cloud {
-            return Err(ConnectorError::config(
-                "cloud",
-                format!(
-                    "cloud is '{}' but graph_url '{}' is in the {} cloud; make them agree or drop one",
-                    declared.name(),
-                    graph.host,
-                    graph_cloud.name()
-                ),
-            ));
-        }
+    if let Some(declared) = declared
+        && declared != graph_cloud
+    {
+        return Err(ConnectorError::config(
+            "cloud",
+            format!(
+                "cloud is '{}' but graph_url '{}' is in the {} cloud; make them agree or drop one",
+                declared.name(),
+                graph.host,
+                graph_cloud.name()
+            ),
+        ));
     }
     if !graph_cloud.token_hosts().contains(&token.host.as_str()) {
-        let hint = match Cloud::ALL.into_iter().find(|c| c.token_hosts().contains(&token.host.as_str())) {
+        let hint = match Cloud::ALL
+            .into_iter()
+            .find(|c| c.token_hosts().contains(&token.host.as_str()))
+        {
             Some(c) => format!("'{}' belongs to the {} cloud", token.host, c.name()),
             None => format!("'{}' is not a Microsoft identity platform host", token.host),
         };
@@ -436,9 +479,17 @@ fn parse_domains(value: Option<&Value>) -> Result<DomainFilter> {
         None | Some(Value::Null) => return Ok(DomainFilter::All),
         Some(Value::Array(items)) => items,
         Some(Value::String(_)) => {
-            return Err(ConnectorError::config("domains", "must be a list, e.g. [\"*\"] or [\"contoso.com\"]"));
+            return Err(ConnectorError::config(
+                "domains",
+                "must be a list, e.g. [\"*\"] or [\"contoso.com\"]",
+            ));
         }
-        Some(other) => return Err(ConnectorError::config("domains", format!("must be a list of domains, got {other}"))),
+        Some(other) => {
+            return Err(ConnectorError::config(
+                "domains",
+                format!("must be a list of domains, got {other}"),
+            ));
+        }
     };
     if items.is_empty() {
         return Err(ConnectorError::config(
@@ -451,7 +502,10 @@ fn parse_domains(value: Option<&Value>) -> Result<DomainFilter> {
     for (i, item) in items.iter().enumerate() {
         let field = format!("domains[{i}]");
         let Some(raw) = item.as_str() else {
-            return Err(ConnectorError::config(field, format!("must be a string, got {item}")));
+            return Err(ConnectorError::config(
+                field,
+                format!("must be a string, got {item}"),
+            ));
         };
         let d = raw.trim().trim_start_matches('@').to_ascii_lowercase();
         if d == "*" {
@@ -463,11 +517,17 @@ fn parse_domains(value: Option<&Value>) -> Result<DomainFilter> {
         } else {
             return Err(ConnectorError::config(
                 field,
-                format!("'{raw}' is not a domain name; write it like contoso.com, or \"*\" for every user"),
+                format!(
+                    "'{raw}' is not a domain name; write it like contoso.com, or \"*\" for every user"
+                ),
             ));
         }
     }
-    Ok(if wildcard { DomainFilter::All } else { DomainFilter::Only(domains) })
+    Ok(if wildcard {
+        DomainFilter::All
+    } else {
+        DomainFilter::Only(domains)
+    })
 }
 
 #[cfg(test)]
@@ -478,7 +538,9 @@ mod tests {
     const CLIENT: &str = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff";
 
     fn config(extra: &str) -> Result<Config> {
-        parse(&format!(r#"{{"tenant_id":"{TENANT}","client_id":"{CLIENT}","client_secret":"s3cr3t~value"{extra}}}"#))
+        parse(&format!(
+            r#"{{"tenant_id":"{TENANT}","client_id":"{CLIENT}","client_secret":"s3cr3t~value"{extra}}}"#
+        ))
     }
 
     fn field_of(r: Result<Config>) -> String {
@@ -491,7 +553,10 @@ mod tests {
     #[test]
     fn defaults_are_the_global_cloud_and_every_user() {
         let c = config("").unwrap();
-        assert_eq!(c.token_url(), format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"));
+        assert_eq!(
+            c.token_url(),
+            format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token")
+        );
         assert_eq!(c.scope(), "https://graph.microsoft.com/.default");
         assert_eq!(c.cloud, Some(Cloud::Global));
         assert_eq!(c.domains, DomainFilter::All);
@@ -505,21 +570,43 @@ mod tests {
         assert_eq!(c.token_origin.host, "login.microsoftonline.us");
         let c = config(r#","token_url":"login.chinacloudapi.cn","graph_url":"https://microsoftgraph.chinacloudapi.cn/""#).unwrap();
         assert_eq!(c.cloud, Some(Cloud::China));
-        assert_eq!(c.scope(), "https://microsoftgraph.chinacloudapi.cn/.default");
+        assert_eq!(
+            c.scope(),
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
     }
 
     #[test]
     fn mismatched_clouds_are_refused() {
-        assert_eq!(field_of(config(r#","token_url":"login.microsoftonline.us""#)), "token_url");
-        assert_eq!(field_of(config(r#","cloud":"china","graph_url":"graph.microsoft.com""#)), "cloud");
-        assert_eq!(field_of(config(r#","graph_url":"https://example.com""#)), "graph_url");
-        assert_eq!(field_of(config(r#","graph_url":"graph.microsoft.de""#)), "graph_url");
+        assert_eq!(
+            field_of(config(r#","token_url":"login.microsoftonline.us""#)),
+            "token_url"
+        );
+        assert_eq!(
+            field_of(config(
+                r#","cloud":"china","graph_url":"graph.microsoft.com""#
+            )),
+            "cloud"
+        );
+        assert_eq!(
+            field_of(config(r#","graph_url":"https://example.com""#)),
+            "graph_url"
+        );
+        assert_eq!(
+            field_of(config(r#","graph_url":"graph.microsoft.de""#)),
+            "graph_url"
+        );
     }
 
     #[test]
     fn http_only_for_loopback() {
-        assert_eq!(field_of(config(r#","graph_url":"http://graph.microsoft.com""#)), "graph_url");
-        let c = config(r#","token_url":"http://127.0.0.1:8080","graph_url":"http://127.0.0.1:8080/""#).unwrap();
+        assert_eq!(
+            field_of(config(r#","graph_url":"http://graph.microsoft.com""#)),
+            "graph_url"
+        );
+        let c =
+            config(r#","token_url":"http://127.0.0.1:8080","graph_url":"http://127.0.0.1:8080/""#)
+                .unwrap();
         assert_eq!(c.graph_base(), "http://127.0.0.1:8080");
         assert_eq!(c.cloud, None);
     }
@@ -529,11 +616,29 @@ mod tests {
         assert_eq!(field_of(parse("[]")), "(document)");
         assert_eq!(field_of(parse("{")), "(document)");
         assert_eq!(field_of(config(r#","tenantid":"x""#)), "tenantid");
-        assert_eq!(field_of(parse(&format!(r#"{{"tenant_id":"common","client_id":"{CLIENT}","client_secret":"x"}}"#))), "tenant_id");
-        assert_eq!(field_of(parse(&format!(r#"{{"tenant_id":"{TENANT}","client_id":"my-app","client_secret":"x"}}"#))), "client_id");
-        assert_eq!(field_of(parse(&format!(r#"{{"tenant_id":"{TENANT}","client_id":"{CLIENT}","client_secret":" "}}"#))), "client_secret");
+        assert_eq!(
+            field_of(parse(&format!(
+                r#"{{"tenant_id":"common","client_id":"{CLIENT}","client_secret":"x"}}"#
+            ))),
+            "tenant_id"
+        );
+        assert_eq!(
+            field_of(parse(&format!(
+                r#"{{"tenant_id":"{TENANT}","client_id":"my-app","client_secret":"x"}}"#
+            ))),
+            "client_id"
+        );
+        assert_eq!(
+            field_of(parse(&format!(
+                r#"{{"tenant_id":"{TENANT}","client_id":"{CLIENT}","client_secret":" "}}"#
+            ))),
+            "client_secret"
+        );
         assert_eq!(field_of(config(r#","domains":[]"#)), "domains");
-        assert_eq!(field_of(config(r#","domains":["contoso.com","not a domain"]"#)), "domains[1]");
+        assert_eq!(
+            field_of(config(r#","domains":["contoso.com","not a domain"]"#)),
+            "domains[1]"
+        );
         assert_eq!(field_of(config(r#","page_size":1000"#)), "page_size");
         assert_eq!(field_of(config(r#","cloud":"germany""#)), "cloud");
     }
@@ -541,13 +646,21 @@ mod tests {
     #[test]
     fn tenant_may_be_a_domain() {
         let c = parse(&format!(r#"{{"tenant_id":"contoso.onmicrosoft.com","client_id":"{CLIENT}","client_secret":"x"}}"#)).unwrap();
-        assert!(c.token_url().contains("/contoso.onmicrosoft.com/oauth2/v2.0/token"));
+        assert!(
+            c.token_url()
+                .contains("/contoso.onmicrosoft.com/oauth2/v2.0/token")
+        );
     }
 
     #[test]
     fn wildcard_wins_and_domains_match_case_insensitively() {
-        assert_eq!(config(r#","domains":["contoso.com","*"]"#).unwrap().domains, DomainFilter::All);
-        let d = config(r#","domains":["Contoso.COM","@fabrikam.com"]"#).unwrap().domains;
+        assert_eq!(
+            config(r#","domains":["contoso.com","*"]"#).unwrap().domains,
+            DomainFilter::All
+        );
+        let d = config(r#","domains":["Contoso.COM","@fabrikam.com"]"#)
+            .unwrap()
+            .domains;
         assert!(d.includes(Some("Ann@CONTOSO.com"), None));
         assert!(d.includes(Some("x@tenant.onmicrosoft.com"), Some("x@fabrikam.com")));
         assert!(!d.includes(Some("x@tenant.onmicrosoft.com"), None));

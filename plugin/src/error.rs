@@ -5,13 +5,36 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectorError {
-    InvalidConfig { field: String, message: String },
-    InvalidRequest { field: String, message: String },
+    InvalidConfig {
+        field: String,
+        message: String,
+    },
+    InvalidRequest {
+        field: String,
+        message: String,
+    },
     Authentication(AuthFailure),
-    Permission { permissions: Vec<String>, endpoint: String, message: String },
-    LicenceRequired { licence: String, endpoint: String, message: String },
-    Throttled { endpoint: String, retry_after_ms: Option<u64>, message: String },
-    Upstream { endpoint: String, status: Option<u16>, code: Option<String>, message: String },
+    Permission {
+        permissions: Vec<String>,
+        endpoint: String,
+        message: String,
+    },
+    LicenceRequired {
+        licence: String,
+        endpoint: String,
+        message: String,
+    },
+    Throttled {
+        endpoint: String,
+        retry_after_ms: Option<u64>,
+        message: String,
+    },
+    Upstream {
+        endpoint: String,
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+    },
     Data(String),
     Cancelled(String),
     Unsupported(String),
@@ -29,15 +52,31 @@ pub struct AuthFailure {
 
 impl ConnectorError {
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidConfig { field: field.into(), message: message.into() }
+        Self::InvalidConfig {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn request(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidRequest { field: field.into(), message: message.into() }
+        Self::InvalidRequest {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
-    pub fn upstream(endpoint: &str, status: Option<u16>, code: Option<String>, message: impl Into<String>) -> Self {
-        Self::Upstream { endpoint: endpoint.to_string(), status, code, message: message.into() }
+    pub fn upstream(
+        endpoint: &str,
+        status: Option<u16>,
+        code: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Upstream {
+            endpoint: endpoint.to_string(),
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// A short machine-readable kind, used in logs and summaries.
@@ -60,22 +99,45 @@ impl ConnectorError {
 impl fmt::Display for ConnectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidConfig { field, message } => write!(f, "invalid configuration `{field}`: {message}"),
-            Self::InvalidRequest { field, message } => write!(f, "invalid request `{field}`: {message}"),
+            Self::InvalidConfig { field, message } => {
+                write!(f, "invalid configuration `{field}`: {message}")
+            }
+            Self::InvalidRequest { field, message } => {
+                write!(f, "invalid request `{field}`: {message}")
+            }
             Self::Authentication(a) => {
                 let code = a.code.as_deref().unwrap_or(&a.error);
-                write!(f, "authentication failed ({code}): {} Fix: {}", a.message, a.fix)
+                write!(
+                    f,
+                    "authentication failed ({code}): {} Fix: {}",
+                    a.message, a.fix
+                )
             }
-            Self::Permission { permissions, endpoint, message } => write!(
+            Self::Permission {
+                permissions,
+                endpoint,
+                message,
+            } => write!(
                 f,
                 "missing permission for {endpoint}: grant one of [{}] (application permission, with admin consent). Service said: {message}",
                 permissions.join(", ")
             ),
-            Self::LicenceRequired { licence, endpoint, message } => {
+            Self::LicenceRequired {
+                licence,
+                endpoint,
+                message,
+            } => {
                 write!(f, "{endpoint} needs {licence} on the tenant: {message}")
             }
-            Self::Throttled { endpoint, message, .. } => write!(f, "throttled on {endpoint}: {message}"),
-            Self::Upstream { endpoint, status, code, message } => {
+            Self::Throttled {
+                endpoint, message, ..
+            } => write!(f, "throttled on {endpoint}: {message}"),
+            Self::Upstream {
+                endpoint,
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "{endpoint} failed")?;
                 if let Some(s) = status {
                     write!(f, " with HTTP {s}")?;

@@ -3,13 +3,13 @@
 
 use std::cell::RefCell;
 
+use crate::Connector;
 use crate::check::{CheckReport as PlainCheckReport, CheckStatus as PlainCheckStatus};
 use crate::error::ConnectorError as PlainError;
 use crate::host::{self, Host, HttpRequest, HttpResponse, Level, TransportError};
 use crate::manifest::Manifest as PlainManifest;
 use crate::reclaim::{ReclaimRequest as PlainReclaimRequest, ReclaimTarget as PlainReclaimTarget};
 use crate::tasks::TaskSummary as PlainTaskSummary;
-use crate::Connector;
 
 wit_bindgen::generate!({
     world: "connector",
@@ -40,9 +40,15 @@ fn to_wit_request(r: HttpRequest) -> http::Request {
     }
 }
 
-fn from_wit_result(r: Result<http::Response, http::TransportError>) -> Result<HttpResponse, TransportError> {
+fn from_wit_result(
+    r: Result<http::Response, http::TransportError>,
+) -> Result<HttpResponse, TransportError> {
     match r {
-        Ok(r) => Ok(HttpResponse { status: r.status, headers: r.headers, body: r.body }),
+        Ok(r) => Ok(HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }),
         Err(http::TransportError::Denied(m)) => Err(TransportError::Denied(m)),
         Err(http::TransportError::Timeout(m)) => Err(TransportError::Timeout(m)),
         Err(http::TransportError::Transport(m)) => Err(TransportError::Transport(m)),
@@ -57,7 +63,10 @@ impl Host for WitHost {
 
     fn send_all(&self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         let requests: Vec<_> = requests.into_iter().map(to_wit_request).collect();
-        http::send_all(&requests).into_iter().map(from_wit_result).collect()
+        http::send_all(&requests)
+            .into_iter()
+            .map(from_wit_result)
+            .collect()
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -95,23 +104,56 @@ impl Host for WitHost {
 fn to_wit_error(e: PlainError) -> types::ConnectorError {
     use types::ConnectorError as W;
     match e {
-        PlainError::InvalidConfig { field, message } => W::InvalidConfig(types::FieldError { field, message }),
-        PlainError::InvalidRequest { field, message } => W::InvalidRequest(types::FieldError { field, message }),
-        PlainError::Authentication(a) => {
-            W::Authentication(types::AuthFailure { code: a.code, error: a.error, message: a.message, fix: a.fix })
+        PlainError::InvalidConfig { field, message } => {
+            W::InvalidConfig(types::FieldError { field, message })
         }
-        PlainError::Permission { permissions, endpoint, message } => {
-            W::Permission(types::PermissionFailure { permissions, endpoint, message })
+        PlainError::InvalidRequest { field, message } => {
+            W::InvalidRequest(types::FieldError { field, message })
         }
-        PlainError::LicenceRequired { licence, endpoint, message } => {
-            W::LicenceRequired(types::LicenceFailure { licence, endpoint, message })
-        }
-        PlainError::Throttled { endpoint, retry_after_ms, message } => {
-            W::Throttled(types::ThrottleFailure { endpoint, retry_after_ms, message })
-        }
-        PlainError::Upstream { endpoint, status, code, message } => {
-            W::Upstream(types::UpstreamFailure { endpoint, status, code, message })
-        }
+        PlainError::Authentication(a) => W::Authentication(types::AuthFailure {
+            code: a.code,
+            error: a.error,
+            message: a.message,
+            fix: a.fix,
+        }),
+        PlainError::Permission {
+            permissions,
+            endpoint,
+            message,
+        } => W::Permission(types::PermissionFailure {
+            permissions,
+            endpoint,
+            message,
+        }),
+        PlainError::LicenceRequired {
+            licence,
+            endpoint,
+            message,
+        } => W::LicenceRequired(types::LicenceFailure {
+            licence,
+            endpoint,
+            message,
+        }),
+        PlainError::Throttled {
+            endpoint,
+            retry_after_ms,
+            message,
+        } => W::Throttled(types::ThrottleFailure {
+            endpoint,
+            retry_after_ms,
+            message,
+        }),
+        PlainError::Upstream {
+            endpoint,
+            status,
+            code,
+            message,
+        } => W::Upstream(types::UpstreamFailure {
+            endpoint,
+            status,
+            code,
+            message,
+        }),
         PlainError::Data(m) => W::Data(m),
         PlainError::Cancelled(m) => W::Cancelled(m),
         PlainError::Unsupported(m) => W::Unsupported(m),
@@ -134,7 +176,10 @@ fn to_wit_manifest(m: PlainManifest) -> Manifest {
                 permissions: t
                     .permissions
                     .into_iter()
-                    .map(|p| PermissionNeed { any_of: p.any_of, reason: p.reason })
+                    .map(|p| PermissionNeed {
+                        any_of: p.any_of,
+                        reason: p.reason,
+                    })
                     .collect(),
                 endpoints: t.endpoints,
                 options_schema: t.options_schema,
@@ -143,7 +188,11 @@ fn to_wit_manifest(m: PlainManifest) -> Manifest {
         entities: m
             .entities
             .into_iter()
-            .map(|e| EntityInfo { name: e.name, description: e.description, schema: e.schema })
+            .map(|e| EntityInfo {
+                name: e.name,
+                description: e.description,
+                schema: e.schema,
+            })
             .collect(),
         secret_fields: m.secret_fields,
     }
@@ -176,7 +225,11 @@ fn to_wit_check(r: PlainCheckReport) -> CheckReport {
 fn to_wit_summary(s: PlainTaskSummary) -> TaskSummary {
     TaskSummary {
         task: s.task,
-        records: s.records.into_iter().map(|(entity, count)| EntityCount { entity, count }).collect(),
+        records: s
+            .records
+            .into_iter()
+            .map(|(entity, count)| EntityCount { entity, count })
+            .collect(),
         warnings: s.warnings,
         details: s.details.to_string(),
     }
@@ -190,7 +243,9 @@ impl Guest for Component {
     }
 
     fn configure(config: String) -> Result<(), types::ConnectorError> {
-        CONNECTOR.with_borrow_mut(|c| c.configure(&config)).map_err(to_wit_error)
+        CONNECTOR
+            .with_borrow_mut(|c| c.configure(&config))
+            .map_err(to_wit_error)
     }
 
     fn check() -> CheckReport {
@@ -209,7 +264,10 @@ impl Guest for Component {
             targets: request
                 .targets
                 .into_iter()
-                .map(|t| PlainReclaimTarget { user: t.user, skus: t.skus })
+                .map(|t| PlainReclaimTarget {
+                    user: t.user,
+                    skus: t.skus,
+                })
                 .collect(),
             dry_run: request.dry_run,
         };

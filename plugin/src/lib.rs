@@ -49,7 +49,10 @@ impl Connector {
         let mut catalog = Catalog::builtin();
         if let Some(csv) = &config.catalog_csv {
             let newer = Catalog::from_microsoft_csv(csv).map_err(|e| {
-                ConnectorError::config("catalog_csv", format!("not a usable copy of Microsoft's licensing CSV: {e}"))
+                ConnectorError::config(
+                    "catalog_csv",
+                    format!("not a usable copy of Microsoft's licensing CSV: {e}"),
+                )
             })?;
             catalog.overlay(newer);
         }
@@ -60,23 +63,38 @@ impl Connector {
     fn parts(&mut self) -> Result<(&Config, &Catalog, &mut TokenCache)> {
         match &self.configured {
             Some((config, catalog)) => Ok((config, catalog, &mut self.tokens)),
-            None => Err(ConnectorError::config("(document)", "the connector is not configured; call configure first")),
+            None => Err(ConnectorError::config(
+                "(document)",
+                "the connector is not configured; call configure first",
+            )),
         }
     }
 
     pub fn check(&mut self, host: &dyn Host) -> check::CheckReport {
         match self.parts() {
             Ok((config, _, tokens)) => check::run(&mut Graph::new(host, config, tokens)),
-            Err(e) => check::CheckReport { ok: false, authentication: Some(e), tasks: Vec::new(), warnings: Vec::new() },
+            Err(e) => check::CheckReport {
+                ok: false,
+                authentication: Some(e),
+                tasks: Vec::new(),
+                warnings: Vec::new(),
+            },
         }
     }
 
     pub fn run_task(&mut self, host: &dyn Host, task: &str, options: &str) -> Result<TaskSummary> {
-        let known: Vec<String> = manifest::manifest().tasks.into_iter().map(|t| t.name).collect();
+        let known: Vec<String> = manifest::manifest()
+            .tasks
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         if !known.iter().any(|t| t == task) {
             return Err(ConnectorError::request(
                 "task",
-                format!("unknown task '{task}'; this connector runs: {}", known.join(", ")),
+                format!(
+                    "unknown task '{task}'; this connector runs: {}",
+                    known.join(", ")
+                ),
             ));
         }
         let (config, catalog, tokens) = self.parts()?;
@@ -90,13 +108,23 @@ impl Connector {
             _ => unreachable!("task names come from the manifest"),
         };
         match &result {
-            Ok(s) => host.log(Level::Info, &format!("{task}: done, {:?} records, {} Graph requests", s.records, graph.requests)),
+            Ok(s) => host.log(
+                Level::Info,
+                &format!(
+                    "{task}: done, {:?} records, {} Graph requests",
+                    s.records, graph.requests
+                ),
+            ),
             Err(e) => host.log(Level::Error, &format!("{task}: failed: {e}")),
         }
         result
     }
 
-    pub fn reclaim(&mut self, _host: &dyn Host, request: &reclaim::ReclaimRequest) -> Result<String> {
+    pub fn reclaim(
+        &mut self,
+        _host: &dyn Host,
+        request: &reclaim::ReclaimRequest,
+    ) -> Result<String> {
         self.parts()?;
         reclaim::run(request)
     }

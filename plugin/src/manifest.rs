@@ -43,7 +43,10 @@ pub struct Manifest {
 }
 
 fn need(any_of: &[&str], reason: &str) -> PermissionNeed {
-    PermissionNeed { any_of: any_of.iter().map(|s| s.to_string()).collect(), reason: reason.to_string() }
+    PermissionNeed {
+        any_of: any_of.iter().map(|s| s.to_string()).collect(),
+        reason: reason.to_string(),
+    }
 }
 
 fn no_options() -> String {

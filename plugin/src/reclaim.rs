@@ -17,7 +17,10 @@ pub struct ReclaimRequest {
 
 pub fn run(request: &ReclaimRequest) -> Result<String> {
     if request.targets.is_empty() {
-        return Err(ConnectorError::request("targets", "no user to reclaim licences from"));
+        return Err(ConnectorError::request(
+            "targets",
+            "no user to reclaim licences from",
+        ));
     }
     Err(ConnectorError::Unsupported(
         "licence reclamation is not supported by this version of the connector".into(),

@@ -28,8 +28,15 @@ impl FakeHost {
     }
 
     pub fn respond_with(&self, status: u16, headers: &[(&str, &str)], body: &str) {
-        let headers = headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())).collect();
-        self.responses.borrow_mut().push_back(Ok(HttpResponse { status, headers, body: body.as_bytes().to_vec() }));
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        self.responses.borrow_mut().push_back(Ok(HttpResponse {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+        }));
     }
 
     pub fn fail(&self, error: TransportError) {
@@ -51,17 +58,23 @@ impl FakeHost {
     pub fn emitted(&self, entity: &str) -> Vec<serde_json::Value> {
         let records = self.records.borrow();
         let texts = records.get(entity).cloned().unwrap_or_default();
-        texts.iter().map(|t| serde_json::from_str(t).unwrap()).collect()
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect()
     }
 }
 
 impl Host for FakeHost {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         self.sent.borrow_mut().push(request.clone());
-        self.responses
-            .borrow_mut()
-            .pop_front()
-            .unwrap_or_else(|| panic!("no scripted response for {} {}", request.method.as_str(), request.url))
+        self.responses.borrow_mut().pop_front().unwrap_or_else(|| {
+            panic!(
+                "no scripted response for {} {}",
+                request.method.as_str(),
+                request.url
+            )
+        })
     }
 
     fn send_all(&self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
@@ -73,7 +86,11 @@ impl Host for FakeHost {
     }
 
     fn emit(&self, entity: &str, records: Vec<String>) -> Result<(), String> {
-        self.records.borrow_mut().entry(entity.to_string()).or_default().extend(records);
+        self.records
+            .borrow_mut()
+            .entry(entity.to_string())
+            .or_default()
+            .extend(records);
         Ok(())
     }
 
@@ -82,7 +99,9 @@ impl Host for FakeHost {
     }
 
     fn state_set(&self, key: &str, value: &str) -> Result<(), String> {
-        self.state.borrow_mut().insert(key.to_string(), value.to_string());
+        self.state
+            .borrow_mut()
+            .insert(key.to_string(), value.to_string());
         Ok(())
     }
 

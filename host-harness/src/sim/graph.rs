@@ -392,6 +392,11 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
             "Request_BadRequest",
             "Specified HTTP method is not allowed for the request target.",
         )),
+        ["me", ..] => Err(GraphError::new(
+            400,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        )),
         ["users", _, rest, ..]
         | ["subscribedSkus", _, rest, ..]
         | ["organization", _, rest, ..] => Err(GraphError::unknown_segment(rest)),

@@ -989,7 +989,7 @@ fn gen_licences(
         if rng.random_bool(0.15) {
             wanted.push("POWER_BI_PRO");
         }
-    } else if rng.random_range(0..100u32) >= 15 {
+    } else if rng.random_range(0..100u32) >= 7 {
         let base = *pick_weighted(
             rng,
             &[
@@ -1034,7 +1034,7 @@ fn gen_licences(
             continue;
         };
         let group = groups.iter().find(|g| g.sku_ids.contains(&sku.sku_id));
-        let via_group_draw = rng.random_bool(0.35);
+        let via_group_draw = rng.random_bool(0.22);
         let both_draw = rng.random_bool(0.1);
         let error_draw = rng.random_bool(0.04);
         let disable_draw = rng.random_bool(0.15);

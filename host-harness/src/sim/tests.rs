@@ -546,6 +546,8 @@ fn users_query_errors() {
     assert_eq!(r.text, "30");
     let r = c.get("/v1.0/users?$select=birthday", &token, &[]);
     assert_eq!(r.status, 501);
+    let r = c.get("/v1.0/me", &token, &[]);
+    assert_graph_error(&r, 400, "BadRequest");
     let r = c.get("/v1.0/nosuchthing", &token, &[]);
     assert_graph_error(&r, 400, "BadRequest");
     assert_eq!(

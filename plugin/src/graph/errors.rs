@@ -15,7 +15,10 @@ pub struct Need {
 
 impl Need {
     pub const fn new(endpoint: &'static str, permissions: &'static [&'static str]) -> Self {
-        Self { endpoint, permissions }
+        Self {
+            endpoint,
+            permissions,
+        }
     }
 }
 
@@ -23,8 +26,16 @@ impl Need {
 pub fn graph_error(response: &HttpResponse) -> Option<(String, String)> {
     let json: Value = serde_json::from_slice(&response.body).ok()?;
     let error = json.get("error")?;
-    let code = error.get("code").and_then(Value::as_str).unwrap_or("").to_string();
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    let code = error
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     Some((code, message))
 }
 
@@ -32,7 +43,11 @@ pub fn is_expired_token(response: &HttpResponse) -> bool {
     graph_error(response).is_some_and(|(code, _)| code == "InvalidAuthenticationToken")
 }
 
-pub fn map_error(response: &HttpResponse, need: &Need, retry_after_ms: Option<u64>) -> ConnectorError {
+pub fn map_error(
+    response: &HttpResponse,
+    need: &Need,
+    retry_after_ms: Option<u64>,
+) -> ConnectorError {
     let status = response.status;
     let (code, message) = graph_error(response).unwrap_or_else(|| {
         let text: String = response.body_text().chars().take(200).collect();
@@ -44,13 +59,19 @@ pub fn map_error(response: &HttpResponse, need: &Need, retry_after_ms: Option<u6
         message,
     };
     match (status, code.as_str()) {
-        (403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant") => ConnectorError::LicenceRequired {
-            licence: "Microsoft Entra ID P1 or P2".into(),
-            endpoint: need.endpoint.into(),
-            message: format!("{code}: {message}"),
-        },
+        (403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant") => {
+            ConnectorError::LicenceRequired {
+                licence: "Microsoft Entra ID P1 or P2".into(),
+                endpoint: need.endpoint.into(),
+                message: format!("{code}: {message}"),
+            }
+        }
         // Reports nest the real code in the message: {"code":"S2SUnauthorized",...}.
-        (403, _) => permission(if code.is_empty() { message } else { format!("{code}: {message}") }),
+        (403, _) => permission(if code.is_empty() {
+            message
+        } else {
+            format!("{code}: {message}")
+        }),
         (401, _) => ConnectorError::upstream(
             need.endpoint,
             Some(401),
@@ -64,6 +85,11 @@ pub fn map_error(response: &HttpResponse, need: &Need, retry_after_ms: Option<u6
             retry_after_ms,
             message: format!("still throttled after the retry budget was spent: {message}"),
         },
-        _ => ConnectorError::upstream(need.endpoint, Some(status), Some(code).filter(|c| !c.is_empty()), message),
+        _ => ConnectorError::upstream(
+            need.endpoint,
+            Some(status),
+            Some(code).filter(|c| !c.is_empty()),
+            message,
+        ),
     }
 }

@@ -35,7 +35,13 @@ pub struct PageStats {
 
 impl<'a> Graph<'a> {
     pub fn new(host: &'a dyn Host, config: &'a Config, tokens: &'a mut TokenCache) -> Self {
-        Self { host, config, tokens, retry_budget: 100, requests: 0 }
+        Self {
+            host,
+            config,
+            tokens,
+            retry_budget: 100,
+            requests: 0,
+        }
     }
 
     pub fn host(&self) -> &'a dyn Host {
@@ -105,7 +111,13 @@ impl<'a> Graph<'a> {
             };
             self.host.log(
                 Level::Debug,
-                &format!("{}: page {} ({} items, {} so far)", need.endpoint, stats.pages, items.len(), stats.items),
+                &format!(
+                    "{}: page {} ({} items, {} so far)",
+                    need.endpoint,
+                    stats.pages,
+                    items.len(),
+                    stats.items
+                ),
             );
             on_page(items)?;
             match next {
@@ -116,7 +128,12 @@ impl<'a> Graph<'a> {
     }
 
     /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
-    pub fn get(&mut self, url: &str, need: &Need, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+    pub fn get(
+        &mut self,
+        url: &str,
+        need: &Need,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse> {
         let mut backoff = Backoff::new(self.host.now_ms());
         let mut refreshed_token = false;
         loop {
@@ -139,7 +156,9 @@ impl<'a> Graph<'a> {
                     continue;
                 }
                 Ok(r) => retry::classify_response(r, &mut backoff),
-                Err(TransportError::Denied(_)) | Err(TransportError::TooLarge(_)) => Decision::GiveUp,
+                Err(TransportError::Denied(_)) | Err(TransportError::TooLarge(_)) => {
+                    Decision::GiveUp
+                }
                 Err(_) => retry::classify_transport(&mut backoff),
             };
             match decision {
@@ -151,14 +170,21 @@ impl<'a> Graph<'a> {
                     };
                     self.host.log(
                         Level::Info,
-                        &format!("{}: {reason}; retry {} in {} ms", need.endpoint, backoff.attempts(), wait_ms),
+                        &format!(
+                            "{}: {reason}; retry {} in {} ms",
+                            need.endpoint,
+                            backoff.attempts(),
+                            wait_ms
+                        ),
                     );
                     self.host.sleep_ms(wait_ms);
                 }
                 _ => {
                     return Err(match outcome {
                         Ok(r) => errors::map_error(&r, need, backoff.last_retry_after_ms()),
-                        Err(e) => ConnectorError::upstream(&need.endpoint, None, None, e.to_string()),
+                        Err(e) => {
+                            ConnectorError::upstream(need.endpoint, None, None, e.to_string())
+                        }
                     });
                 }
             }
@@ -204,28 +230,49 @@ mod tests {
         let mut graph = Graph::new(&host, &config, &mut tokens);
         let mut all = Vec::new();
         let stats = graph
-            .get_pages(&graph.url("/v1.0/users?$top=2"), &NEED, &[("ConsistencyLevel", "eventual")], |page| {
-                all.extend(page);
-                Ok(())
-            })
+            .get_pages(
+                &graph.url("/v1.0/users?$top=2"),
+                &NEED,
+                &[("ConsistencyLevel", "eventual")],
+                |page| {
+                    all.extend(page);
+                    Ok(())
+                },
+            )
             .unwrap();
         assert_eq!(all, vec![Value::from(1), Value::from(2), Value::from(3)]);
         assert_eq!((stats.pages, stats.items), (3, 3));
         let sent = host.sent();
-        assert_eq!(sent[2].url, "http://127.0.0.1:1/v1.0/users?$top=2&$skiptoken=X%27abc%27");
-        assert!(sent[3].headers.contains(&("ConsistencyLevel".into(), "eventual".into())));
-        assert!(sent[1].headers.contains(&("authorization".into(), "Bearer tok".into())));
+        assert_eq!(
+            sent[2].url,
+            "http://127.0.0.1:1/v1.0/users?$top=2&$skiptoken=X%27abc%27"
+        );
+        assert!(
+            sent[3]
+                .headers
+                .contains(&("ConsistencyLevel".into(), "eventual".into()))
+        );
+        assert!(
+            sent[1]
+                .headers
+                .contains(&("authorization".into(), "Bearer tok".into()))
+        );
     }
 
     #[test]
     fn a_looping_next_link_is_a_data_error() {
         let host = FakeHost::new();
         host.respond(200, TOKEN);
-        host.respond(200, r#"{"value":[1],"@odata.nextLink":"http://127.0.0.1:1/v1.0/users"}"#);
+        host.respond(
+            200,
+            r#"{"value":[1],"@odata.nextLink":"http://127.0.0.1:1/v1.0/users"}"#,
+        );
         let config = config();
         let mut tokens = TokenCache::default();
         let mut graph = Graph::new(&host, &config, &mut tokens);
-        let err = graph.get_pages("http://127.0.0.1:1/v1.0/users", &NEED, &[], |_| Ok(())).unwrap_err();
+        let err = graph
+            .get_pages("http://127.0.0.1:1/v1.0/users", &NEED, &[], |_| Ok(()))
+            .unwrap_err();
         assert!(matches!(err, ConnectorError::Data(m) if m.contains("links back")));
     }
 
@@ -233,13 +280,19 @@ mod tests {
     fn waits_for_fractional_retry_after_then_succeeds() {
         let host = FakeHost::new();
         host.respond(200, TOKEN);
-        host.respond_with(429, &[("Retry-After", "2.128")], r#"{"error":{"code":"TooManyRequests","message":"Please retry again later."}}"#);
+        host.respond_with(
+            429,
+            &[("Retry-After", "2.128")],
+            r#"{"error":{"code":"TooManyRequests","message":"Please retry again later."}}"#,
+        );
         host.respond_with(503, &[], "<html>busy</html>");
         host.respond(200, r#"{"value":[]}"#);
         let config = config();
         let mut tokens = TokenCache::default();
         let mut graph = Graph::new(&host, &config, &mut tokens);
-        graph.get_json("http://127.0.0.1:1/v1.0/subscribedSkus", &NEED).unwrap();
+        graph
+            .get_json("http://127.0.0.1:1/v1.0/subscribedSkus", &NEED)
+            .unwrap();
         let slept = host.slept();
         assert_eq!(slept[0], 2128);
         assert!(slept[1] >= 1000, "{slept:?}");
@@ -255,8 +308,14 @@ mod tests {
         let config = config();
         let mut tokens = TokenCache::default();
         let mut graph = Graph::new(&host, &config, &mut tokens);
-        graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED).unwrap();
-        assert!(host.sent()[3].headers.contains(&("authorization".into(), "Bearer tok2".into())));
+        graph
+            .get_json("http://127.0.0.1:1/v1.0/users", &NEED)
+            .unwrap();
+        assert!(
+            host.sent()[3]
+                .headers
+                .contains(&("authorization".into(), "Bearer tok2".into()))
+        );
     }
 
     #[test]
@@ -268,7 +327,11 @@ mod tests {
         let mut tokens = TokenCache::default();
         let mut graph = Graph::new(&host, &config, &mut tokens);
         match graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED) {
-            Err(ConnectorError::Permission { permissions, endpoint, message }) => {
+            Err(ConnectorError::Permission {
+                permissions,
+                endpoint,
+                message,
+            }) => {
                 assert_eq!(permissions, vec!["User.Read.All", "Directory.Read.All"]);
                 assert_eq!(endpoint, "GET /v1.0/users");
                 assert!(message.contains("Authorization_RequestDenied"));
@@ -285,7 +348,34 @@ mod tests {
         let config = config();
         let mut tokens = TokenCache::default();
         let mut graph = Graph::new(&host, &config, &mut tokens);
-        let err = graph.get_json("http://127.0.0.1:1/v1.0/users", &NEED).unwrap_err();
+        let err = graph
+            .get_json("http://127.0.0.1:1/v1.0/users", &NEED)
+            .unwrap_err();
         assert!(matches!(err, ConnectorError::Data(m) if m.contains("proxy login")));
+    }
+
+    #[test]
+    fn transport_failures_are_retried_and_a_denial_is_not() {
+        let host = FakeHost::new();
+        host.respond(200, TOKEN);
+        host.fail(TransportError::Transport("connection reset".into()));
+        host.fail(TransportError::Timeout("slow".into()));
+        host.respond(200, r#"{"value":[]}"#);
+        host.fail(TransportError::Denied("not allowed".into()));
+        let config = config();
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        graph
+            .get_json("http://127.0.0.1:1/v1.0/users", &NEED)
+            .unwrap();
+        assert_eq!(host.slept().len(), 2);
+        let err = graph
+            .get_json("http://127.0.0.1:1/v1.0/users", &NEED)
+            .unwrap_err();
+        assert!(
+            matches!(err, ConnectorError::Upstream { ref message, .. } if message.contains("allow-list")),
+            "{err:?}"
+        );
+        assert_eq!(host.slept().len(), 2, "a denial is final");
     }
 }

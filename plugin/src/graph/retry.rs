@@ -23,7 +23,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(seed: u64) -> Self {
-        Self { attempts: 0, seed: seed | 1, last_retry_after_ms: None }
+        Self {
+            attempts: 0,
+            seed: seed | 1,
+            last_retry_after_ms: None,
+        }
     }
 
     pub fn attempts(&self) -> u32 {

@@ -14,7 +14,12 @@ pub const ENTITY: &str = "license";
 
 pub const SUBSCRIBED_SKUS: Need = Need::new(
     "GET /v1.0/subscribedSkus",
-    &["Organization.Read.All", "Directory.Read.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"],
+    &[
+        "Organization.Read.All",
+        "Directory.Read.All",
+        "Organization.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    ],
 );
 
 pub fn run(graph: &mut Graph, catalog: &Catalog) -> Result<TaskSummary> {
@@ -27,7 +32,12 @@ pub fn run(graph: &mut Graph, catalog: &Catalog) -> Result<TaskSummary> {
                 ConnectorError::Data(format!("{}: item {i}: {e}", SUBSCRIBED_SKUS.endpoint))
             })?;
             if record["name_known"] == false {
-                unknown.push(record["sku_part_number"].as_str().unwrap_or_default().to_string());
+                unknown.push(
+                    record["sku_part_number"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
             emitter.push(record)?;
         }
@@ -61,13 +71,17 @@ pub fn license_record(sku: &Value, catalog: &Catalog) -> std::result::Result<Val
     let units = |field: &str| -> std::result::Result<i64, String> {
         match prepaid.get(field) {
             None | Some(Value::Null) => Ok(0),
-            Some(v) => v.as_i64().ok_or(format!("prepaidUnits.{field} is not an integer: {v}")),
+            Some(v) => v
+                .as_i64()
+                .ok_or(format!("prepaidUnits.{field} is not an integer: {v}")),
         }
     };
     let purchased = units("enabled")?;
     let consumed = match sku.get("consumedUnits") {
         None | Some(Value::Null) => 0,
-        Some(v) => v.as_i64().ok_or(format!("consumedUnits is not an integer: {v}"))?,
+        Some(v) => v
+            .as_i64()
+            .ok_or(format!("consumedUnits is not an integer: {v}"))?,
     };
     let known = catalog.sku(&sku_id);
     let plans = match sku.get("servicePlans") {
@@ -97,7 +111,9 @@ pub fn license_record(sku: &Value, catalog: &Catalog) -> std::result::Result<Val
 
 fn plan_record(plan: &Value, catalog: &Catalog) -> Value {
     let text = |field: &str| plan.get(field).and_then(Value::as_str).map(str::to_string);
-    let id = text("servicePlanId").unwrap_or_default().to_ascii_lowercase();
+    let id = text("servicePlanId")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let name = text("servicePlanName").unwrap_or_default();
     let known = catalog.plan(&id);
     json!({
@@ -191,6 +207,32 @@ mod tests {
     #[test]
     fn wrong_types_are_reported_with_the_field() {
         let sku = json!({"skuId": "x", "consumedUnits": "many"});
-        assert!(license_record(&sku, &Catalog::builtin()).unwrap_err().contains("consumedUnits"));
+        assert!(
+            license_record(&sku, &Catalog::builtin())
+                .unwrap_err()
+                .contains("consumedUnits")
+        );
+    }
+
+    #[test]
+    fn run_streams_every_sku_and_follows_next_links() {
+        use crate::auth::TokenCache;
+        use crate::testing::FakeHost;
+        let host = FakeHost::new();
+        let config = crate::config::parse(
+            r#"{"tenant_id":"contoso.com","client_id":"0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff","client_secret":"x","token_url":"http://127.0.0.1:1","graph_url":"http://127.0.0.1:1"}"#,
+        )
+        .unwrap();
+        host.respond(200, r#"{"expires_in":3599,"access_token":"t"}"#);
+        host.respond(200, r#"{"value":[{"skuId":"06ebc4ee-1bb5-47dd-8120-11324bc54e06","skuPartNumber":"SPE_E5","prepaidUnits":{"enabled":5},"consumedUnits":2}],"@odata.nextLink":"http://127.0.0.1:1/v1.0/subscribedSkus?$skiptoken=2"}"#);
+        host.respond(200, r#"{"value":[{"skuId":"99999999-0000-0000-0000-000000000000","skuPartNumber":"ODD","prepaidUnits":{"enabled":1},"consumedUnits":0}]}"#);
+        let mut tokens = TokenCache::default();
+        let mut graph = Graph::new(&host, &config, &mut tokens);
+        let summary = run(&mut graph, &Catalog::builtin()).unwrap();
+        let emitted = host.emitted(ENTITY);
+        assert_eq!(emitted.len(), 2);
+        assert_eq!(emitted[0]["available"], 3);
+        assert_eq!(summary.records, vec![(ENTITY.to_string(), 2)]);
+        assert!(summary.warnings[0].contains("ODD"));
     }
 }

@@ -20,7 +20,12 @@ pub struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     pub fn new(host: &'a dyn Host, entity: &'static str) -> Self {
-        Self { host, entity, buffer: Vec::with_capacity(BATCH), count: 0 }
+        Self {
+            host,
+            entity,
+            buffer: Vec::with_capacity(BATCH),
+            count: 0,
+        }
     }
 
     pub fn push(&mut self, record: Value) -> Result<()> {
@@ -37,10 +42,13 @@ impl<'a> Emitter<'a> {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.buffer);
-        self.host
-            .emit(self.entity, batch)
-            .map_err(|e| ConnectorError::Cancelled(format!("the host refused `{}` records: {e}", self.entity)))?;
-        self.host.log(Level::Debug, &format!("{}: {} records emitted", self.entity, self.count));
+        self.host.emit(self.entity, batch).map_err(|e| {
+            ConnectorError::Cancelled(format!("the host refused `{}` records: {e}", self.entity))
+        })?;
+        self.host.log(
+            Level::Debug,
+            &format!("{}: {} records emitted", self.entity, self.count),
+        );
         Ok(())
     }
 
@@ -61,7 +69,12 @@ pub struct TaskSummary {
 
 impl TaskSummary {
     pub fn new(task: &str) -> Self {
-        Self { task: task.to_string(), records: Vec::new(), warnings: Vec::new(), details: Value::Object(Default::default()) }
+        Self {
+            task: task.to_string(),
+            records: Vec::new(),
+            warnings: Vec::new(),
+            details: Value::Object(Default::default()),
+        }
     }
 
     pub fn count(&mut self, entity: &str, count: u64) {
@@ -71,17 +84,29 @@ impl TaskSummary {
 
 /// The options object a task accepts: JSON, empty meaning defaults. Tasks without options
 /// refuse any key, so a misspelt option is never silently ignored.
-pub fn parse_options(task: &str, text: &str, known: &[&str]) -> Result<serde_json::Map<String, Value>> {
+pub fn parse_options(
+    task: &str,
+    text: &str,
+    known: &[&str],
+) -> Result<serde_json::Map<String, Value>> {
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ConnectorError::request("options", format!("task options are not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ConnectorError::request("options", format!("task options are not valid JSON: {e}"))
+    })?;
     let Value::Object(map) = value else {
-        return Err(ConnectorError::request("options", "task options must be a JSON object"));
+        return Err(ConnectorError::request(
+            "options",
+            "task options must be a JSON object",
+        ));
     };
     if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
-        let accepted = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        let accepted = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
         return Err(ConnectorError::request(
             format!("options.{key}"),
             format!("task {task} has no option `{key}`; accepted options: {accepted}"),
