@@ -113,6 +113,8 @@ pub struct RunStats {
     pub state_writes: BTreeMap<String, String>,
     pub log_lines: u64,
     pub secrets_scrubbed: u64,
+    /// The guest's largest linear memory during the run, in bytes.
+    pub peak_memory_bytes: usize,
 }
 
 pub struct RunState {
@@ -140,6 +142,7 @@ impl WasiView for RunState {
 struct MemoryLimiter {
     max_bytes: usize,
     exceeded: bool,
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -156,6 +159,7 @@ impl ResourceLimiter for MemoryLimiter {
                 self.max_bytes
             );
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -503,6 +507,7 @@ impl Harness {
         let limiter = MemoryLimiter {
             max_bytes: io.limits.memory_bytes,
             exceeded: false,
+            peak: 0,
         };
         let state = RunState {
             wasi,
@@ -531,21 +536,27 @@ impl Harness {
 
     /// `describe` in a throwaway instance with no network.
     pub fn describe(&self) -> Result<Manifest, RunError> {
-        let io = RunIo {
+        self.session(RunIo::offline())?.describe()
+    }
+}
+
+impl RunIo {
+    /// A run that can reach nothing and keeps records in memory (describe, benchmarks).
+    pub fn offline() -> RunIo {
+        RunIo {
             allow_list: AllowList::default(),
             limits: Limits {
                 timeout: Duration::from_secs(30),
                 ..Limits::default()
             },
             redactor: Redactor::new([]),
-            transport: Arc::new(crate::transport::HttpTransport::default()),
+            transport: Arc::new(crate::transport::NoNetwork),
             clock: Arc::new(crate::clock::RealClock),
             observer: Arc::new(Silent),
             sink: Box::new(MemorySink::default()),
             entities: HashSet::new(),
             state: BTreeMap::new(),
-        };
-        self.session(io)?.describe()
+        }
     }
 }
 
@@ -687,14 +698,19 @@ impl Session {
         self.call(|c, s| c.call_reclaim(s, request))
     }
 
-    pub fn stats(&self) -> &RunStats {
-        &self.store.data().stats
+    pub fn stats(&self) -> RunStats {
+        let state = self.store.data();
+        RunStats {
+            peak_memory_bytes: state.limiter.peak,
+            ..state.stats.clone()
+        }
     }
 
     /// Ends the session, handing back the sink (to commit or discard) and what the run did.
     pub fn finish(self) -> (Box<dyn RecordSink>, RunStats) {
+        let stats = self.stats();
         let state = self.store.into_data();
-        (state.io.sink, state.stats)
+        (state.io.sink, stats)
     }
 }
 

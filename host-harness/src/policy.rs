@@ -162,7 +162,6 @@ pub const REDACTED: &str = "[REDACTED]";
 #[derive(Debug, Clone)]
 pub struct Redactor {
     secrets: Vec<String>,
-    patterns: Vec<Regex>,
 }
 
 impl Redactor {
@@ -178,18 +177,25 @@ impl Redactor {
             }
         }
         secrets.extend(encoded);
-        let patterns = [
-            r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*",
-            r"(?i)(client_secret=)[^&\s]+",
-            r"(?i)(client_assertion=)[^&\s]+",
-            r"(?i)([?&]token=)[^&\s]+",
-            r#"(?i)("(?:access_token|client_secret)"\s*:\s*")[^"]*"#,
-            r"()eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
-        ]
-        .iter()
-        .map(|p| Regex::new(p).expect("valid pattern"))
-        .collect();
-        Self { secrets, patterns }
+        Self { secrets }
+    }
+
+    /// Token-like patterns, compiled once per process.
+    fn patterns() -> &'static [Regex] {
+        static PATTERNS: std::sync::OnceLock<Vec<Regex>> = std::sync::OnceLock::new();
+        PATTERNS.get_or_init(|| {
+            [
+                r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*",
+                r"(?i)(client_secret=)[^&\s]+",
+                r"(?i)(client_assertion=)[^&\s]+",
+                r"(?i)([?&]token=)[^&\s]+",
+                r#"(?i)("(?:access_token|client_secret)"\s*:\s*")[^"]*"#,
+                r"()eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
+            ]
+            .iter()
+            .map(|p| Regex::new(p).expect("valid pattern"))
+            .collect()
+        })
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -199,7 +205,7 @@ impl Redactor {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
-        for pattern in &self.patterns {
+        for pattern in Self::patterns() {
             out = pattern
                 .replace_all(&out, format!("${{1}}{REDACTED}"))
                 .into_owned();

@@ -191,6 +191,7 @@ pub fn summary_json(summary: &TaskSummary, stats: &RunStats) -> Value {
         "warnings": summary.warnings,
         "details": serde_json::from_str::<Value>(&summary.details).unwrap_or(Value::Null),
         "requests": stats.requests,
+        "guest_peak_memory_bytes": stats.peak_memory_bytes,
         "denied_requests": stats.denied,
     })
 }

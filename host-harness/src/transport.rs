@@ -125,6 +125,23 @@ impl Transport for HttpTransport {
     }
 }
 
+/// A transport for runs that must not reach the network at all (e.g. `describe`).
+pub struct NoNetwork;
+
+impl Transport for NoNetwork {
+    fn send(
+        &self,
+        request: &OutboundRequest,
+        _: Duration,
+        _: usize,
+    ) -> Result<InboundResponse, SendError> {
+        Err(SendError::Transport(format!(
+            "no network in this run ({} {})",
+            request.method, request.url
+        )))
+    }
+}
+
 /// Records every request that reached it (after the allow-list), the way spin-test does, so
 /// tests can assert on what a guest sent.
 pub struct Recording<T> {

@@ -4,7 +4,7 @@
 use crate::error::ConnectorError;
 use crate::graph::{Graph, Need};
 use crate::host::Level;
-use crate::tasks::license_information;
+use crate::tasks::{application_roster as roster, license_information};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckStatus {
@@ -31,15 +31,59 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
-/// The probes of each task: the endpoints whose access decides whether the task can run.
-fn probes() -> Vec<(&'static str, Vec<(Need, &'static str)>)> {
-    vec![(
-        license_information::NAME,
-        vec![(
-            license_information::SUBSCRIBED_SKUS,
-            "/v1.0/subscribedSkus?$select=skuId",
-        )],
-    )]
+/// One probe: an endpoint whose access decides (required) or improves (optional) a task.
+struct Probe {
+    need: Need,
+    path: &'static str,
+    required: bool,
+}
+
+const fn probe(need: Need, path: &'static str, required: bool) -> Probe {
+    Probe {
+        need,
+        path,
+        required,
+    }
+}
+
+/// The probes of each task: cheap requests (`$top=1`, `$select`) on the endpoints it calls.
+fn probes() -> Vec<(&'static str, Vec<Probe>)> {
+    vec![
+        (
+            license_information::NAME,
+            vec![probe(
+                license_information::SUBSCRIBED_SKUS,
+                "/v1.0/subscribedSkus?$select=skuId",
+                true,
+            )],
+        ),
+        (
+            roster::NAME,
+            vec![
+                probe(roster::USERS, "/v1.0/users?$select=id&$top=1", true),
+                probe(
+                    license_information::SUBSCRIBED_SKUS,
+                    "/v1.0/subscribedSkus?$select=skuId",
+                    false,
+                ),
+                probe(
+                    roster::ACTIVATIONS.need,
+                    "/v1.0/reports/getOffice365ActivationsUserDetail",
+                    false,
+                ),
+                probe(
+                    roster::SIGN_IN_ACTIVITY_AND_USERS,
+                    "/v1.0/users?$select=id,signInActivity&$top=1",
+                    false,
+                ),
+                probe(
+                    roster::REGISTRATION,
+                    "/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=1",
+                    false,
+                ),
+            ],
+        ),
+    ]
 }
 
 /// Clock skew above this is worth a warning: virtual and real time disagree, or the host's
@@ -75,9 +119,14 @@ pub fn run(graph: &mut Graph) -> CheckReport {
             detail: String::new(),
         };
         let mut details = Vec::new();
-        for (need, path) in task_probes {
+        for Probe {
+            need,
+            path,
+            required,
+        } in task_probes
+        {
             let url = graph.url(path);
-            match graph.get(&url, &need, &[]) {
+            let (failed, missing, what) = match graph.get(&url, &need, &[]) {
                 Ok(response) => {
                     details.push(format!("{}: ok", need.endpoint));
                     if !skew_checked {
@@ -86,25 +135,51 @@ pub fn run(graph: &mut Graph) -> CheckReport {
                             report.warnings.push(w);
                         }
                     }
+                    continue;
                 }
                 Err(ConnectorError::Permission {
                     permissions,
                     message,
                     ..
-                }) => {
-                    check.status = worst(check.status, CheckStatus::MissingPermission);
-                    check.missing.push(permissions.join(" or "));
-                    details.push(format!("{}: missing permission ({message})", need.endpoint));
-                }
-                Err(ConnectorError::LicenceRequired { licence, .. }) => {
-                    check.status = worst(check.status, CheckStatus::LicenceRequired);
-                    details.push(format!("{}: needs {licence}", need.endpoint));
-                }
-                Err(e) => {
-                    check.status = worst(check.status, CheckStatus::Error);
-                    details.push(format!("{}: {e}", need.endpoint));
-                }
-            }
+                }) => (
+                    CheckStatus::MissingPermission,
+                    Some(permissions.join(" or ")),
+                    format!("missing permission ({message})"),
+                ),
+                Err(ConnectorError::LicenceRequired { licence, .. }) => (
+                    CheckStatus::LicenceRequired,
+                    None,
+                    format!("needs {licence}"),
+                ),
+                Err(e) => (CheckStatus::Error, None, e.to_string()),
+            };
+            let optional = if required {
+                ""
+            } else {
+                " (optional: the task runs without it)"
+            };
+            details.push(format!("{}: {what}{optional}", need.endpoint));
+            check.missing.extend(missing);
+            let status = if required || failed == CheckStatus::Error {
+                failed
+            } else {
+                CheckStatus::Degraded
+            };
+            check.status = worst(check.status, status);
+        }
+        if task == roster::NAME
+            && check.status != CheckStatus::Error
+            && roster::concealed_setting(graph) == Some(true)
+        {
+            check.status = worst(check.status, CheckStatus::Degraded);
+            details.push(format!(
+                "usage report names are concealed: {}",
+                roster::CONCEALED_FIX
+            ));
+            report.warnings.push(format!(
+                "report names are concealed, so usage cannot be joined to users: {}",
+                roster::CONCEALED_FIX
+            ));
         }
         check.detail = details.join("; ");
         report.tasks.push(check);

@@ -93,17 +93,34 @@ pub enum DomainFilter {
 }
 
 impl DomainFilter {
-    /// Whether a user with this UPN and mail is in scope.
+    /// Whether a user with this UPN and mail is in scope: with a domain list, the UPN's domain
+    /// must be listed and the user must have a mail address.
     pub fn includes(&self, upn: Option<&str>, mail: Option<&str>) -> bool {
-        match self {
-            DomainFilter::All => true,
-            DomainFilter::Only(domains) => [upn, mail].into_iter().flatten().any(|address| {
-                address
-                    .rsplit_once('@')
-                    .is_some_and(|(_, d)| domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
-            }),
+        self.exclusion(upn, mail).is_none()
+    }
+
+    /// Why a user is out of scope, if it is.
+    pub fn exclusion(&self, upn: Option<&str>, mail: Option<&str>) -> Option<Exclusion> {
+        let DomainFilter::Only(domains) = self else {
+            return None;
+        };
+        let listed = upn
+            .and_then(|u| u.rsplit_once('@'))
+            .is_some_and(|(_, d)| domains.iter().any(|x| x.eq_ignore_ascii_case(d)));
+        if !listed {
+            Some(Exclusion::DomainNotListed)
+        } else if mail.is_none_or(|m| m.trim().is_empty()) {
+            Some(Exclusion::NoMail)
+        } else {
+            None
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    DomainNotListed,
+    NoMail,
 }
 
 #[derive(Debug, Clone)]
@@ -661,9 +678,15 @@ mod tests {
         let d = config(r#","domains":["Contoso.COM","@fabrikam.com"]"#)
             .unwrap()
             .domains;
-        assert!(d.includes(Some("Ann@CONTOSO.com"), None));
-        assert!(d.includes(Some("x@tenant.onmicrosoft.com"), Some("x@fabrikam.com")));
-        assert!(!d.includes(Some("x@tenant.onmicrosoft.com"), None));
+        assert!(d.includes(Some("Ann@CONTOSO.com"), Some("ann@contoso.com")));
+        assert_eq!(
+            d.exclusion(Some("ann@contoso.com"), None),
+            Some(Exclusion::NoMail)
+        );
+        assert_eq!(
+            d.exclusion(Some("x@tenant.onmicrosoft.com"), Some("x@fabrikam.com")),
+            Some(Exclusion::DomainNotListed)
+        );
         assert!(!d.includes(None, None));
         assert!(DomainFilter::All.includes(None, None));
     }

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Microsoft 365 licence-management connector.
 //!
 //! All logic is plain Rust over the [`host::Host`] trait, so it is unit-tested natively; the
@@ -12,6 +13,7 @@ pub mod graph;
 pub mod host;
 pub mod manifest;
 pub mod reclaim;
+pub mod reports;
 pub mod tasks;
 
 #[cfg(test)]
@@ -26,7 +28,7 @@ use config::Config;
 use error::{ConnectorError, Result};
 use graph::Graph;
 use host::{Host, Level};
-use tasks::{TaskSummary, license_information};
+use tasks::{TaskSummary, application_roster, license_information};
 
 /// The connector's state between calls: configuration, names catalog and token cache.
 #[derive(Default)]
@@ -104,6 +106,16 @@ impl Connector {
             license_information::NAME => {
                 tasks::parse_options(task, options, &[])?;
                 license_information::run(&mut graph, catalog)
+            }
+            application_roster::NAME => {
+                let options = application_roster::parse_options(options)?;
+                application_roster::run(
+                    &mut graph,
+                    catalog,
+                    &config.domains,
+                    config.page_size,
+                    &options,
+                )
             }
             _ => unreachable!("task names come from the manifest"),
         };

@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use crate::config;
-use crate::tasks::license_information;
+use crate::reports::REPORTS_READ;
+use crate::tasks::{application_roster as roster, license_information};
 
 pub const NAME: &str = "m365-connector";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -73,12 +74,45 @@ pub fn manifest() -> Manifest {
             )],
             endpoints: vec![license_information::SUBSCRIBED_SKUS.endpoint.into()],
             options_schema: no_options(),
+        },
+        TaskInfo {
+            name: roster::NAME.into(),
+            description: "Every user in scope with licences (direct or group), sign-in, MFA registration, mailbox and \
+                          OneDrive usage, Office activations and platforms, and the provenance of each value."
+                .into(),
+            entities: vec![roster::ENTITY.into()],
+            permissions: vec![
+                need(roster::USERS.permissions, "list users and their licences (least privileged: User.Read.All)"),
+                need(license_information::SUBSCRIBED_SKUS.permissions, "name the SKUs users hold (optional)"),
+                need(REPORTS_READ, "usage reports: activations, apps, OneDrive, mailbox (optional)"),
+                need(&["AuditLog.Read.All"], "sign-in activity (optional; needs Microsoft Entra ID P1/P2)"),
+                need(roster::REGISTRATION.permissions, "MFA registration details (optional; needs Entra ID P1/P2)"),
+                need(roster::REPORT_SETTINGS.permissions, "detect concealed report names (optional)"),
+            ],
+            endpoints: vec![
+                "GET /v1.0/users".into(),
+                license_information::SUBSCRIBED_SKUS.endpoint.into(),
+                roster::ACTIVATIONS.need.endpoint.into(),
+                roster::APP_USAGE.need.endpoint.into(),
+                roster::ONEDRIVE.need.endpoint.into(),
+                roster::MAILBOX.need.endpoint.into(),
+                roster::REGISTRATION.endpoint.into(),
+                roster::REPORT_SETTINGS.endpoint.into(),
+            ],
+            options_schema: roster::options_schema().to_string(),
         }],
-        entities: vec![EntityInfo {
-            name: license_information::ENTITY.into(),
-            description: "One subscribed SKU with its units and service plans.".into(),
-            schema: license_information::schema().to_string(),
-        }],
+        entities: vec![
+            EntityInfo {
+                name: license_information::ENTITY.into(),
+                description: "One subscribed SKU with its units and service plans.".into(),
+                schema: license_information::schema().to_string(),
+            },
+            EntityInfo {
+                name: roster::ENTITY.into(),
+                description: "One user in scope with licences, sign-in, MFA, usage and provenance.".into(),
+                schema: roster::schema().to_string(),
+            },
+        ],
         secret_fields: vec!["client_secret".into()],
     }
 }

@@ -48,8 +48,13 @@ pub struct Faults {
     pub sku_page_size: Option<usize>,
     /// The tenant has no Entra ID P1/P2 (used by premium-only endpoints).
     pub non_premium: bool,
-    /// The tenant conceals user names in usage reports.
+    /// The tenant conceals user names in usage reports (the initial value of
+    /// `adminReportSettings.displayConcealedNames`; PATCH changes it at run time).
     pub concealed: bool,
+    /// Application permissions added to the app's grant (e.g. `ReportSettings.ReadWrite.All`).
+    pub grant_permissions: Vec<String>,
+    /// Lifetime in seconds of report download URLs (default 120).
+    pub report_url_ttl: Option<u64>,
 }
 
 impl Default for Faults {
@@ -69,6 +74,8 @@ impl Default for Faults {
             sku_page_size: None,
             non_premium: false,
             concealed: false,
+            grant_permissions: Vec::new(),
+            report_url_ttl: None,
         }
     }
 }
@@ -82,6 +89,11 @@ impl Faults {
     /// `expires_in` for newly issued tokens.
     pub fn effective_token_lifetime(&self) -> u64 {
         self.token_lifetime.unwrap_or(3599)
+    }
+
+    /// Lifetime of report download URLs in seconds.
+    pub fn effective_report_url_ttl(&self) -> u64 {
+        self.report_url_ttl.unwrap_or(120)
     }
 }
 
@@ -128,6 +140,22 @@ fn parse_u64(key: &str, value: &str, min: u64) -> Result<u64, FaultParseError> {
             &format!("an integer greater than or equal to {min}"),
         )),
     }
+}
+
+fn parse_permissions(key: &str, value: &str) -> Result<Vec<String>, FaultParseError> {
+    let mut out = Vec::new();
+    for perm in value.split('+') {
+        let perm = perm.trim();
+        let valid = !perm.is_empty()
+            && perm
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+        if !valid {
+            return Err(bad(key, value, "permission names joined with '+'"));
+        }
+        out.push(perm.to_string());
+    }
+    Ok(out)
 }
 
 impl FromStr for Faults {
@@ -208,17 +236,14 @@ impl FromStr for Faults {
                 }
                 "missing-permission" | "missing-permissions" => {
                     let v = need("permission names joined with '+'")?;
-                    for perm in v.split('+') {
-                        let perm = perm.trim();
-                        let valid = !perm.is_empty()
-                            && perm
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
-                        if !valid {
-                            return Err(bad(raw_key, v, "permission names joined with '+'"));
-                        }
-                        faults.missing_permissions.push(perm.to_string());
-                    }
+                    faults.missing_permissions = parse_permissions(raw_key, v)?;
+                }
+                "grant-permission" | "grant-permissions" => {
+                    let v = need("permission names joined with '+'")?;
+                    faults.grant_permissions = parse_permissions(raw_key, v)?;
+                }
+                "report-url-ttl" => {
+                    faults.report_url_ttl = Some(parse_u64(raw_key, need("seconds")?, 0)?);
                 }
                 "no-roles" => faults.no_roles = flag()?,
                 "aadsts" => {
@@ -300,6 +325,15 @@ impl fmt::Display for Faults {
         }
         if self.concealed {
             parts.push("concealed".into());
+        }
+        if !self.grant_permissions.is_empty() {
+            parts.push(format!(
+                "grant-permission={}",
+                self.grant_permissions.join("+")
+            ));
+        }
+        if let Some(s) = self.report_url_ttl {
+            parts.push(format!("report-url-ttl={s}"));
         }
         if parts.is_empty() {
             f.write_str("none")
@@ -389,7 +423,8 @@ mod tests {
         let f: Faults = "throttle=0.25, retry-after=2.128,every-nth-429=3,error5xx=0.1,drop=0.05,\
                          latency=20,token-lifetime=60,expire-token-after=5,\
                          missing-permission=User.Read.All+Directory.Read.All,no-roles,\
-                         aadsts=7000222,sku_page_size=4,non-premium,concealed"
+                         aadsts=7000222,sku_page_size=4,non-premium,concealed,\
+                         grant-permission=ReportSettings.ReadWrite.All,report-url-ttl=5"
             .parse()
             .unwrap();
         assert_eq!(f.throttle, 0.25);
@@ -410,6 +445,13 @@ mod tests {
         assert!(f.no_roles && f.non_premium && f.concealed);
         assert_eq!(f.aadsts, Some(7000222));
         assert_eq!(f.sku_page_size, Some(4));
+        assert_eq!(
+            f.grant_permissions,
+            vec!["ReportSettings.ReadWrite.All".to_string()]
+        );
+        assert_eq!(f.report_url_ttl, Some(5));
+        assert_eq!(f.effective_report_url_ttl(), 5);
+        assert_eq!(Faults::default().effective_report_url_ttl(), 120);
         let round: Faults = f.to_string().parse().unwrap();
         assert_eq!(round, f);
     }

@@ -2,9 +2,14 @@
 //! the Graph error shape and the shared response plumbing. Each resource
 //! lives in a submodule; add a route in [`route`] to grow the API.
 
+mod admin;
 mod organization;
+mod registration;
+mod reports;
 mod skus;
 mod users;
+
+pub(crate) use reports::download as report_download;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -49,6 +54,25 @@ impl GraphError {
 
     pub(crate) fn unsupported_query(message: impl Into<String>) -> Self {
         GraphError::new(400, "Request_UnsupportedQuery", message)
+    }
+
+    /// What `/reports/*` and `/admin/reportSettings` answer without the
+    /// permission: a 403 `UnknownError` whose message is a JSON-encoded error.
+    pub(crate) fn s2s_unauthorized() -> Self {
+        GraphError::new(
+            403,
+            "UnknownError",
+            r#"{"error":{"code":"S2SUnauthorized","message":"Invalid permission."}}"#,
+        )
+    }
+
+    /// The Entra ID P1/P2 licence is missing.
+    pub(crate) fn non_premium() -> Self {
+        GraphError::new(
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+        )
     }
 
     pub(crate) fn insufficient_privileges() -> Self {
@@ -382,12 +406,42 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         ["users", key] if read => users::get(ctx, key),
         ["organization"] if read => organization::list(ctx),
         ["organization", id] if read => organization::get(ctx, id),
+        [
+            "reports",
+            "authenticationMethods",
+            "userRegistrationDetails",
+        ] if read => registration::list(ctx),
+        [
+            "reports",
+            "authenticationMethods",
+            "userRegistrationDetails",
+            id,
+        ] if read => registration::get(ctx, id),
+        ["reports", function] if read => reports::function(ctx, function, false),
+        ["reports", function, "content"] if read && ctx.version == "beta" => {
+            reports::function(ctx, function, true)
+        }
+        ["admin", "reportSettings"] if read => admin::get(ctx),
+        ["admin", "reportSettings"] if method == "PATCH" => admin::patch(ctx),
         ["subscribedSkus"]
         | ["subscribedSkus", _]
         | ["users"]
         | ["users", _]
         | ["organization"]
-        | ["organization", _] => Err(GraphError::new(
+        | ["organization", _]
+        | ["reports", _]
+        | [
+            "reports",
+            "authenticationMethods",
+            "userRegistrationDetails",
+        ]
+        | [
+            "reports",
+            "authenticationMethods",
+            "userRegistrationDetails",
+            _,
+        ]
+        | ["admin", "reportSettings"] => Err(GraphError::new(
             405,
             "Request_BadRequest",
             "Specified HTTP method is not allowed for the request target.",
@@ -399,7 +453,9 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         )),
         ["users", _, rest, ..]
         | ["subscribedSkus", _, rest, ..]
-        | ["organization", _, rest, ..] => Err(GraphError::unknown_segment(rest)),
+        | ["organization", _, rest, ..]
+        | ["reports", _, rest, ..]
+        | ["admin", rest, ..] => Err(GraphError::unknown_segment(rest)),
         [first, ..] if !first.is_empty() => Err(GraphError::unknown_segment(first)),
         _ => Err(GraphError::new(
             400,

@@ -9,7 +9,16 @@
 //! - `GET /{v1.0|beta}/subscribedSkus`, `/subscribedSkus/{id}`
 //! - `GET /{v1.0|beta}/users`, `/users/$count`, `/users/{id | userPrincipalName}`
 //! - `GET /{v1.0|beta}/organization`, `/organization/{id}`
+//! - `GET /{v1.0|beta}/reports/{getOffice365ActivationsUserDetail | getM365AppUserDetail(...) |
+//!   getOneDriveUsageAccountDetail(...) | getMailboxUsageDetail(...) |
+//!   getOffice365ActiveUserDetail(...) | getEmailActivityUserDetail(...)}`: 302 to a
+//!   pre-authenticated download URL on a second listener (the "regional report host",
+//!   [`Simulator::report_base_url`]) that serves the CSV; JSON with `$format=application/json`
+//! - `GET /{v1.0|beta}/reports/authenticationMethods/userRegistrationDetails`, `.../{id}`
+//! - `GET|PATCH /{v1.0|beta}/admin/reportSettings`
 //! - `GET /_sim/tenant` (ground truth as JSON, no auth), `GET /_sim/config` (connector TOML)
+//!
+//! See `docs/simulator.md` for the quirks reproduced and the ground truth.
 
 pub mod catalog;
 pub mod faults;
@@ -20,6 +29,7 @@ mod proxy;
 pub mod tenant;
 #[cfg(test)]
 mod tests;
+pub mod usage;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,9 +47,16 @@ pub use tenant::{
     AssignedLicense, LicenseAssignmentState, PrepaidUnits, ServicePlan, SimGroup, SimSku, SimUser,
     Tenant,
 };
+pub use usage::{
+    ActiveUserDetail, AppUse, AppsUsage, AuthRegistration, DeletedUser, EmailActivity,
+    MailboxUsage, OfficeActivation, OneDriveUsage, PeriodCounts, ServiceUsage, SignInActivity,
+    UserUsage,
+};
 
 /// Number of threads serving requests.
 const WORKERS: usize = 8;
+/// Number of threads serving report downloads.
+const REPORT_WORKERS: usize = 3;
 
 /// How to build a simulator.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +127,7 @@ impl RecordedRequest {
 pub struct Simulator {
     shared: Arc<Shared>,
     server: Arc<tiny_http::Server>,
+    report_server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
     proxy: Option<proxy::Proxy>,
     stop: Arc<AtomicBool>,
@@ -125,6 +143,12 @@ pub(crate) struct Shared {
     pub(crate) issuer: identity::TokenIssuer,
     pub(crate) faults: faults::FaultState,
     pub(crate) base_url: String,
+    /// Origin of the report download host, e.g. `http://127.0.0.1:PORT`.
+    pub(crate) report_base_url: String,
+    /// Signs report download tokens.
+    pub(crate) report_key: [u8; 32],
+    /// `adminReportSettings.displayConcealedNames`, changed by PATCH.
+    pub(crate) concealed: AtomicBool,
     pub(crate) log: Mutex<Vec<RecordedRequest>>,
     pub(crate) drops: Option<Arc<proxy::Registry>>,
 }
@@ -132,6 +156,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn faults(&self) -> &Faults {
         &self.config.faults
+    }
+
+    pub(crate) fn concealed(&self) -> bool {
+        self.concealed.load(Ordering::SeqCst)
     }
 }
 
@@ -224,17 +252,23 @@ impl Simulator {
     pub fn start(config: SimConfig) -> std::io::Result<Simulator> {
         let tenant = Tenant::generate(config.seed, config.users);
         let credentials = generate_credentials(config.seed, &tenant);
-        let granted_roles: Vec<String> = DEFAULT_PERMISSIONS
+        let missing = |p: &str| {
+            config
+                .faults
+                .missing_permissions
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(p))
+        };
+        let mut granted_roles: Vec<String> = DEFAULT_PERMISSIONS
             .iter()
-            .filter(|p| {
-                !config
-                    .faults
-                    .missing_permissions
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(p))
-            })
+            .filter(|p| !missing(p))
             .map(|p| p.to_string())
             .collect();
+        for extra in &config.faults.grant_permissions {
+            if !missing(extra) && !granted_roles.iter().any(|g| g.eq_ignore_ascii_case(extra)) {
+                granted_roles.push(extra.clone());
+            }
+        }
 
         let want = config
             .addr
@@ -261,37 +295,74 @@ impl Simulator {
         };
         let base_url = format!("http://{host}");
 
+        // The report download host: another origin, like the regional
+        // `reports*.office.com` hosts. With a fixed port it tries the next one.
+        let report_port = match config.addr {
+            Some(a) if a.port() != 0 => public_addr.port().checked_add(1).unwrap_or(0),
+            _ => 0,
+        };
+        let report_want = SocketAddr::new(public_addr.ip(), report_port);
+        let report_listener = TcpListener::bind(report_want)
+            .or_else(|_| TcpListener::bind(SocketAddr::new(public_addr.ip(), 0)))?;
+        let report_addr = report_listener.local_addr()?;
+        let report_host = if report_addr.ip().is_unspecified() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, report_addr.port()))
+        } else {
+            report_addr
+        };
+        let report_base_url = format!("http://{report_host}");
+
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let server = Arc::new(server);
+        let report_server = tiny_http::Server::from_listener(report_listener, None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let report_server = Arc::new(report_server);
 
         let shared = Arc::new(Shared {
             faults: faults::FaultState::new(config.seed),
+            concealed: AtomicBool::new(config.faults.concealed),
             config,
             tenant,
             credentials,
             granted_roles,
             issuer: identity::TokenIssuer::new(),
             base_url,
+            report_base_url,
+            report_key: rand::random(),
             log: Mutex::new(Vec::new()),
             drops: proxy.as_ref().map(|p| p.registry()),
         });
 
         let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(WORKERS);
+        let mut workers = Vec::with_capacity(WORKERS + REPORT_WORKERS);
         for i in 0..WORKERS {
             let server = Arc::clone(&server);
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name(format!("graph-sim-{i}"))
-                .spawn(move || worker(&server, &shared, &stop))?;
+                .spawn(move || worker(&server, &shared, &stop, dispatch))?;
             workers.push(handle);
         }
-        tracing::debug!(base_url = %shared.base_url, "graph simulator listening");
+        for i in 0..REPORT_WORKERS {
+            let server = Arc::clone(&report_server);
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("graph-sim-reports-{i}"))
+                .spawn(move || worker(&server, &shared, &stop, dispatch_download))?;
+            workers.push(handle);
+        }
+        tracing::debug!(
+            base_url = %shared.base_url,
+            report_base_url = %shared.report_base_url,
+            "graph simulator listening"
+        );
         Ok(Simulator {
             shared,
             server,
+            report_server,
             workers,
             proxy,
             stop,
@@ -301,6 +372,19 @@ impl Simulator {
     /// `http://127.0.0.1:PORT`, no trailing slash. Serves both the token endpoint and Graph.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
+    }
+
+    /// `http://127.0.0.1:PORT2`, no trailing slash: the origin of the
+    /// pre-authenticated report download URLs (a different origin from
+    /// [`Simulator::base_url`], as the real regional report hosts are).
+    pub fn report_base_url(&self) -> String {
+        self.shared.report_base_url.clone()
+    }
+
+    /// Whether the usage reports currently conceal names
+    /// (`adminReportSettings.displayConcealedNames`).
+    pub fn concealed_names(&self) -> bool {
+        self.shared.concealed()
     }
 
     pub fn credentials(&self) -> &SimCredentials {
@@ -356,6 +440,7 @@ impl Simulator {
         }
         for _ in 0..self.workers.len() {
             self.server.unblock();
+            self.report_server.unblock();
         }
         for handle in self.workers.drain(..) {
             let _ = handle.join();
@@ -376,6 +461,7 @@ impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulator")
             .field("base_url", &self.shared.base_url)
+            .field("report_base_url", &self.shared.report_base_url)
             .field("users", &self.shared.tenant.users.len())
             .field("seed", &self.shared.config.seed)
             .field("faults", &self.shared.config.faults.to_string())
@@ -393,7 +479,9 @@ pub(crate) fn config_toml(shared: &Shared) -> String {
          client_secret = \"{secret}\"\n\
          token_url = \"{base}\"\n\
          graph_url = \"{base}\"\n\
-         domains = [\"*\"]\n",
+         domains = [\"*\"]\n\
+         allow_hosts = [\"{reports}\"]\n",
+        reports = shared.report_base_url,
         users = shared.tenant.users.len(),
         seed = shared.config.seed,
         tid = c.tenant_id,
@@ -402,10 +490,12 @@ pub(crate) fn config_toml(shared: &Shared) -> String {
     )
 }
 
-fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
+type Handler = fn(&Shared, &Incoming) -> Outcome;
+
+fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool, handler: Handler) {
     loop {
         match server.recv() {
-            Ok(request) => serve(shared, request),
+            Ok(request) => serve(shared, request, handler),
             Err(_) => {
                 if stop.load(Ordering::SeqCst) {
                     return;
@@ -417,7 +507,7 @@ fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
     }
 }
 
-fn serve(shared: &Shared, mut request: tiny_http::Request) {
+fn serve(shared: &Shared, mut request: tiny_http::Request, handler: Handler) {
     let url = request.url().to_string();
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -444,7 +534,7 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
     };
     let remote = request.remote_addr().copied();
 
-    let outcome = dispatch(shared, &incoming);
+    let outcome = handler(shared, &incoming);
 
     let latency = shared.faults().latency_ms;
     if latency > 0 {
@@ -501,6 +591,11 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
             }
         }
     }
+}
+
+/// Serves the report download host.
+fn dispatch_download(shared: &Shared, req: &Incoming) -> Outcome {
+    Outcome::Respond(graph::report_download(shared, req))
 }
 
 /// Routes one request to the simulator's areas.

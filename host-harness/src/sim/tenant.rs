@@ -10,9 +10,13 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 use super::catalog::{self, CATALOG, PLAN_STATUS_OVERRIDES, UNKNOWN_SKU_PART_NUMBER};
+pub use super::usage::{
+    ActiveUserDetail, AppUse, AppsUsage, AuthRegistration, DeletedUser, EmailActivity,
+    MailboxUsage, OfficeActivation, OneDriveUsage, PeriodCounts, ServiceUsage, SignInActivity,
+    UserUsage,
+};
 
 /// The ground truth of one simulated tenant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +33,13 @@ pub struct Tenant {
     /// Groups used for group-based licensing.
     pub groups: Vec<SimGroup>,
     pub users: Vec<SimUser>,
+    /// "Today" of the tenant (`YYYY-MM-DD`): 2026-11-20 for every seed.
+    pub reference_date: String,
+    /// `Report Refresh Date` of the usage reports: the reference date minus 2 days.
+    pub report_refresh_date: String,
+    /// Users deleted in the 30 days before the refresh date: absent from
+    /// `/users`, present (as deleted) in the usage reports.
+    pub deleted_users: Vec<DeletedUser>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,6 +121,12 @@ pub struct SimUser {
     pub creation_type: Option<String>,
     pub assigned_licenses: Vec<AssignedLicense>,
     pub license_assignment_states: Vec<LicenseAssignmentState>,
+    /// `None` for a user who never signed in (Graph returns `null`).
+    pub sign_in_activity: Option<SignInActivity>,
+    /// The user's `userRegistrationDetails` data.
+    pub auth_registration: AuthRegistration,
+    /// What the usage reports hold for the user.
+    pub usage: UserUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -198,11 +215,45 @@ const EPOCH_START: i64 = 1_546_300_800;
 const EPOCH_END: i64 = 1_751_241_600;
 
 pub(crate) fn rfc3339(unix: i64) -> String {
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    OffsetDateTime::from_unix_timestamp(unix)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .format(&fmt)
-        .unwrap_or_default()
+    // Written digit by digit: this runs several times for every user.
+    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (y, m, d) = t.to_calendar_date();
+    let (hh, mm, ss) = t.to_hms();
+    let mut out = String::with_capacity(20);
+    push_digits(&mut out, y.unsigned_abs(), 4);
+    out.push('-');
+    push_digits(&mut out, u32::from(m as u8), 2);
+    out.push('-');
+    push_digits(&mut out, u32::from(d), 2);
+    out.push('T');
+    push_digits(&mut out, u32::from(hh), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(mm), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(ss), 2);
+    out.push('Z');
+    out
+}
+
+/// Appends `n` zero-padded to `width` digits (more if it needs them).
+pub(crate) fn push_digits(out: &mut String, n: u32, width: usize) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for _ in (buf.len() - i)..width {
+        out.push('0');
+    }
+    for b in &buf[i..] {
+        out.push(*b as char);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -222,7 +273,7 @@ const ORGS: &[(&str, &str)] = &[
 ];
 const SECOND_TLDS: &[&str] = &["co.uk", "de", "eu", "net", "com.au"];
 
-const GIVEN: &[&str] = &[
+pub(crate) const GIVEN: &[&str] = &[
     "Adele",
     "Alex",
     "Allan",
@@ -282,7 +333,7 @@ const GIVEN: &[&str] = &[
     "Ethan",
     "Amara",
 ];
-const SURNAMES: &[&str] = &[
+pub(crate) const SURNAMES: &[&str] = &[
     "Vance",
     "Wilber",
     "Deyoung",
@@ -712,7 +763,7 @@ fn generate(seed: u64, user_count: usize) -> Tenant {
 
     // Users.
     let mut users: Vec<SimUser> = Vec::with_capacity(user_count);
-    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut taken = Taken::default();
     for _ in 0..user_count {
         let user = gen_user(
             &mut rng,
@@ -778,7 +829,7 @@ fn generate(seed: u64, user_count: usize) -> Tenant {
         };
     }
 
-    Tenant {
+    let mut tenant = Tenant {
         tenant_id,
         display_name: org_name.to_string(),
         domains,
@@ -789,6 +840,37 @@ fn generate(seed: u64, user_count: usize) -> Tenant {
         skus,
         groups,
         users,
+        reference_date: String::new(),
+        report_refresh_date: String::new(),
+        deleted_users: Vec::new(),
+    };
+    super::usage::populate(seed, &mut tenant);
+    tenant
+}
+
+/// Aliases in use. A clash gets the first free numeric suffix (`alias2`,
+/// `alias3`, ...); the next suffix to try is kept per alias, so popular
+/// names do not probe every earlier suffix again.
+#[derive(Default)]
+struct Taken {
+    set: std::collections::HashSet<String>,
+    next: std::collections::HashMap<String, u32>,
+}
+
+impl Taken {
+    fn unique(&mut self, base: String) -> String {
+        let n = self.next.entry(base.clone()).or_insert(1);
+        let mut candidate = if *n == 1 {
+            base.clone()
+        } else {
+            format!("{base}{n}")
+        };
+        while !self.set.insert(candidate.clone()) {
+            *n += 1;
+            candidate = format!("{base}{n}");
+        }
+        *n += 1;
+        candidate
     }
 }
 
@@ -798,7 +880,7 @@ fn gen_user(
     initial_domain: &str,
     skus: &[SimSku],
     groups: &[SimGroup],
-    taken: &mut std::collections::HashSet<String>,
+    taken: &mut Taken,
 ) -> SimUser {
     let id = guid(rng);
     let kind = rng.random_range(0..100u32);
@@ -815,15 +897,7 @@ fn gen_user(
         _ => domains[0].as_str(),
     };
 
-    let unique = |taken: &mut std::collections::HashSet<String>, base: String| -> String {
-        let mut n = 1;
-        let mut candidate = base.clone();
-        while !taken.insert(candidate.clone()) {
-            n += 1;
-            candidate = format!("{base}{n}");
-        }
-        candidate
-    };
+    let unique = |taken: &mut Taken, base: String| -> String { taken.unique(base) };
 
     let (upn, mail, nickname, display, given, surname, user_type) = if guest {
         let gdomain = *pick(rng, GUEST_DOMAINS);
@@ -973,6 +1047,9 @@ fn gen_user(
         creation_type,
         assigned_licenses,
         license_assignment_states,
+        sign_in_activity: None,
+        auth_registration: AuthRegistration::default(),
+        usage: UserUsage::default(),
     }
 }
 
@@ -1104,6 +1181,23 @@ fn gen_licences(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taken_matches_linear_probing() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut naive: std::collections::HashSet<String> = Default::default();
+        let mut taken = Taken::default();
+        for _ in 0..3000 {
+            let base = format!("b{}", rng.random_range(0..40u32));
+            let mut n = 1;
+            let mut candidate = base.clone();
+            while !naive.insert(candidate.clone()) {
+                n += 1;
+                candidate = format!("{base}{n}");
+            }
+            assert_eq!(taken.unique(base), candidate);
+        }
+    }
 
     #[test]
     fn same_seed_same_tenant() {

@@ -90,6 +90,7 @@ impl Client {
         } else {
             format!("{}{url}", self.base)
         };
+        let url = url.replace(' ', "%20");
         let mut req = self.agent.get(url);
         if !token.is_empty() {
             req = req.header("Authorization", format!("Bearer {token}"));
@@ -996,4 +997,1105 @@ fn organization_and_concurrency() {
         assert_eq!(h.join().unwrap(), 400);
     }
     sim.shutdown();
+}
+
+// ---------------------------------------------------------------------------
+// Usage reports, report settings, signInActivity, userRegistrationDetails
+
+const ACTIVE_USER_HEADER: &str = "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Has Exchange License,Has OneDrive License,Has SharePoint License,Has Skype For Business License,Has Yammer License,Has Teams License,Exchange Last Activity Date,OneDrive Last Activity Date,SharePoint Last Activity Date,Skype For Business Last Activity Date,Yammer Last Activity Date,Teams Last Activity Date,Exchange License Assign Date,OneDrive License Assign Date,SharePoint License Assign Date,Skype For Business License Assign Date,Yammer License Assign Date,Teams License Assign Date,Assigned Products";
+const EMAIL_HEADER: &str = "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Last Activity Date,Send Count,Receive Count,Read Count,Assigned Products,Report Period";
+const ACTIVATIONS_HEADER: &str = "Report Refresh Date,User Principal Name,Display Name,Product Type,Last Activated Date,Windows,Mac,Windows 10 Mobile,iOS,Android,Activated On Shared Computer";
+const M365_APP_HEADER: &str = "Report Refresh Date,User Principal Name,Last Activation Date,Last Activity Date,Report Period,Windows,Mac,Mobile,Web,Outlook,Word,Excel,PowerPoint,OneNote,Teams,Outlook (Windows),Word (Windows),Excel (Windows),PowerPoint (Windows),OneNote (Windows),Teams (Windows),Outlook (Mac),Word (Mac),Excel (Mac),PowerPoint (Mac),OneNote (Mac),Teams (Mac),Outlook (Mobile),Word (Mobile),Excel (Mobile),PowerPoint (Mobile),OneNote (Mobile),Teams (Mobile),Outlook (Web),Word (Web),Excel (Web),PowerPoint (Web),OneNote (Web),Teams (Web)";
+const ONEDRIVE_HEADER: &str = "Report Refresh Date,Site URL,Owner Display Name,Is Deleted,Last Activity Date,File Count,Active File Count,Storage Used (Byte),Storage Allocated (Byte),Owner Principal Name,Report Period";
+const MAILBOX_HEADER: &str = "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Created Date,Last Activity Date,Item Count,Storage Used (Byte),Issue Warning Quota (Byte),Prohibit Send Quota (Byte),Prohibit Send/Receive Quota (Byte),Deleted Item Count,Deleted Item Size (Byte),Deleted Item Quota (Byte),Has Archive,Report Period";
+
+/// A downloaded report: header and rows as maps.
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    fn parse(text: &str) -> Csv {
+        assert!(text.starts_with('\u{feff}'), "no BOM: {:?}", &text[..20]);
+        assert_eq!(&text.as_bytes()[..3], &[0xEF, 0xBB, 0xBF]);
+        assert!(text.ends_with("\r\n"));
+        assert!(!text.replace("\r\n", "").contains('\n'), "bare LF");
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let header = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let rows = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        Csv { header, rows }
+    }
+
+    fn col(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    fn row_of<'a>(&'a self, column: &str, value: &str) -> Option<&'a Vec<String>> {
+        let i = self.col(column);
+        self.rows.iter().find(|r| r[i] == value)
+    }
+}
+
+fn token_claims(location: &str) -> Value {
+    use base64::Engine;
+    let token = location.split("token=").nth(1).unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Requests a report and follows the redirect without the bearer token.
+fn fetch_report(c: &Client, sim: &Simulator, token: &str, path: &str) -> Csv {
+    let r = c.get(path, token, &[]);
+    assert_eq!(r.status, 302, "{path}: {}", r.text);
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    let location = r.header("location").unwrap().to_string();
+    let d = c.get(&location, "", &[]);
+    assert_eq!(d.status, 200, "{}", d.text);
+    assert_eq!(d.header("content-type"), Some("application/octet-stream"));
+    let _ = sim;
+    Csv::parse(&d.text)
+}
+
+#[test]
+fn every_report_redirects_to_a_csv_with_the_documented_columns() {
+    let sim = start(60, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let t = sim.tenant();
+    assert_ne!(sim.report_base_url(), sim.base_url());
+    assert!(sim.report_base_url().starts_with("http://127.0.0.1:"));
+
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "/v1.0/reports/getOffice365ActivationsUserDetail",
+            "getOffice365ActivationsUserDetail",
+            ACTIVATIONS_HEADER,
+        ),
+        (
+            "/v1.0/reports/getM365AppUserDetail(period='D7')",
+            "getM365AppUserDetail",
+            M365_APP_HEADER,
+        ),
+        (
+            "/v1.0/reports/getOneDriveUsageAccountDetail(period='D30')",
+            "getOneDriveUsageAccountDetail",
+            ONEDRIVE_HEADER,
+        ),
+        (
+            "/v1.0/reports/getMailboxUsageDetail(period='D30')",
+            "getMailboxUsageDetail",
+            MAILBOX_HEADER,
+        ),
+        (
+            "/v1.0/reports/getOffice365ActiveUserDetail(period='D7')",
+            "getOffice365ActiveUserDetail",
+            ACTIVE_USER_HEADER,
+        ),
+        (
+            "/v1.0/reports/getEmailActivityUserDetail(period='D90')",
+            "getEmailActivityUserDetail",
+            EMAIL_HEADER,
+        ),
+    ];
+    for (path, function, header) in cases {
+        let r = c.get(path, &token, &[]);
+        assert_eq!(r.status, 302, "{path}: {}", r.text);
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        assert!(r.text.is_empty());
+        assert!(r.header("request-id").is_some());
+        let location = r.header("location").unwrap();
+        assert!(
+            location.starts_with(&format!(
+                "{}/data/v1.0/download?token=",
+                sim.report_base_url()
+            )),
+            "{location}"
+        );
+        let claims = token_claims(location);
+        assert_eq!(claims["ent"], function);
+        assert_eq!(claims["tid"], t.tenant_id);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap(),
+            120
+        );
+        let d = c.get(location, "", &[]);
+        assert_eq!(d.status, 200, "{}", d.text);
+        assert_eq!(d.header("content-type"), Some("application/octet-stream"));
+        assert!(
+            d.text.starts_with(&format!("\u{feff}{header}\r\n")),
+            "{path}"
+        );
+        let csv = Csv::parse(&d.text);
+        assert!(!csv.rows.is_empty(), "{path}");
+        let refresh = csv.col("Report Refresh Date");
+        assert!(csv.rows.iter().all(|r| r[refresh] == "2026-11-18"));
+        for (i, name) in csv.header.iter().enumerate() {
+            let boolean = name.starts_with("Has ")
+                || name.starts_with("Is ")
+                || name == "Activated On Shared Computer"
+                || (function == "getM365AppUserDetail" && i >= 5);
+            if boolean {
+                assert!(
+                    csv.rows.iter().all(|r| r[i] == "True" || r[i] == "False"),
+                    "{function} {name}"
+                );
+            }
+            if name.ends_with("Date") {
+                assert!(
+                    csv.rows
+                        .iter()
+                        .all(|r| r[i].is_empty() || usage::parse_ymd(&r[i]).is_some()),
+                    "{function} {name}"
+                );
+            }
+        }
+    }
+
+    // Ground truth, report by report.
+    let mailbox = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getMailboxUsageDetail(period=D30)",
+    );
+    let with_mailbox = t.users.iter().filter(|u| u.usage.mailbox.is_some()).count()
+        + t.deleted_users
+            .iter()
+            .filter(|u| u.usage.mailbox.is_some())
+            .count();
+    assert_eq!(mailbox.rows.len(), with_mailbox);
+    let period = mailbox.col("Report Period");
+    assert!(mailbox.rows.iter().all(|r| r[period] == "30"));
+    let u = t.users.iter().find(|u| u.usage.mailbox.is_some()).unwrap();
+    let m = u.usage.mailbox.as_ref().unwrap();
+    let row = mailbox
+        .row_of("User Principal Name", &u.user_principal_name)
+        .unwrap();
+    assert_eq!(row[mailbox.col("Display Name")], u.display_name);
+    assert_eq!(row[mailbox.col("Item Count")], m.item_count.to_string());
+    assert_eq!(
+        row[mailbox.col("Deleted Item Quota (Byte)")],
+        m.deleted_item_quota_bytes.to_string()
+    );
+    assert_eq!(
+        row[mailbox.col("Has Archive")],
+        if m.has_archive { "True" } else { "False" }
+    );
+    assert_eq!(
+        row[mailbox.col("Last Activity Date")],
+        m.last_activity_date.clone().unwrap_or_default()
+    );
+    // Unlicensed users are absent; deleted users are present and flagged.
+    for u in t.users.iter().filter(|u| u.assigned_licenses.is_empty()) {
+        assert!(
+            mailbox
+                .row_of("User Principal Name", &u.user_principal_name)
+                .is_none()
+        );
+    }
+    let gone = t
+        .deleted_users
+        .iter()
+        .find(|d| d.usage.mailbox.is_some())
+        .unwrap();
+    let row = mailbox
+        .row_of("User Principal Name", &gone.user_principal_name)
+        .unwrap();
+    assert_eq!(row[mailbox.col("Is Deleted")], "True");
+    assert_eq!(row[mailbox.col("Deleted Date")], gone.deleted_date());
+
+    let active = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOffice365ActiveUserDetail(period=%27D180%27)",
+    );
+    let licensed = t
+        .users
+        .iter()
+        .filter(|u| !u.assigned_licenses.is_empty())
+        .count();
+    assert_eq!(active.rows.len(), licensed + t.deleted_users.len());
+    for u in t.users.iter().filter(|u| !u.assigned_licenses.is_empty()) {
+        let a = u.usage.active_user.as_ref().unwrap();
+        let row = active
+            .row_of("User Principal Name", &u.user_principal_name)
+            .unwrap();
+        assert_eq!(
+            row[active.col("Assigned Products")],
+            a.assigned_products.join("+")
+        );
+        assert_eq!(
+            row[active.col("Has Exchange License")],
+            if a.exchange.has_license {
+                "True"
+            } else {
+                "False"
+            }
+        );
+        assert_eq!(
+            row[active.col("Teams Last Activity Date")],
+            a.teams.last_activity_date.clone().unwrap_or_default()
+        );
+        assert_eq!(row[active.col("Is Deleted")], "False");
+        assert_eq!(row[active.col("Deleted Date")], "");
+    }
+
+    let activations = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOffice365ActivationsUserDetail",
+    );
+    let expected: usize = t.users.iter().map(|u| u.usage.activations.len()).sum();
+    assert_eq!(activations.rows.len(), expected);
+    let product = activations.col("Product Type");
+    assert!(
+        activations
+            .rows
+            .iter()
+            .any(|r| r[product] == "MICROSOFT 365 APPS FOR ENTERPRISE")
+    );
+
+    let apps = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getM365AppUserDetail(period='D30')",
+    );
+    let u = t
+        .users
+        .iter()
+        .find(|u| u.usage.apps.as_ref().is_some_and(|a| !a.uses.is_empty()))
+        .unwrap();
+    let a = u.usage.apps.as_ref().unwrap();
+    let row = apps
+        .row_of("User Principal Name", &u.user_principal_name)
+        .unwrap();
+    for platform in usage::PLATFORMS {
+        for app in usage::APPS {
+            let want = a.used_since(Some(app), Some(platform), "2026-10-20");
+            assert_eq!(
+                row[apps.col(&format!("{app} ({platform})"))],
+                if want { "True" } else { "False" },
+                "{app} {platform}"
+            );
+        }
+    }
+    assert_eq!(row[apps.col("Report Period")], "30");
+
+    let one_drive = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOneDriveUsageAccountDetail(period='D7')",
+    );
+    let u = t
+        .users
+        .iter()
+        .find(|u| u.usage.one_drive.is_some())
+        .unwrap();
+    let od = u.usage.one_drive.as_ref().unwrap();
+    let row = one_drive
+        .row_of("Owner Principal Name", &u.user_principal_name)
+        .unwrap();
+    assert_eq!(row[one_drive.col("Site URL")], od.site_url);
+    assert!(od.site_url.starts_with(&format!(
+        "https://{}-my.sharepoint.com/personal/",
+        t.initial_domain.split('.').next().unwrap()
+    )));
+    assert_eq!(
+        row[one_drive.col("Active File Count")],
+        od.active_file_count.d7.to_string()
+    );
+    assert_eq!(
+        row[one_drive.col("Storage Allocated (Byte)")],
+        "1099511627776"
+    );
+
+    let email = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getEmailActivityUserDetail(period='D30')",
+    );
+    let u = t.users.iter().find(|u| u.usage.email.is_some()).unwrap();
+    let e = u.usage.email.as_ref().unwrap();
+    let row = email
+        .row_of("User Principal Name", &u.user_principal_name)
+        .unwrap();
+    assert_eq!(row[email.col("Send Count")], e.send_count.d30.to_string());
+    assert_eq!(
+        row[email.col("Receive Count")],
+        e.receive_count.d30.to_string()
+    );
+
+    // Download requests are recorded, without an Authorization header.
+    let downloads: Vec<RecordedRequest> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/data/v1.0/download")
+        .collect();
+    assert!(downloads.len() >= 12);
+    assert!(
+        downloads
+            .iter()
+            .all(|r| r.header("authorization").is_none())
+    );
+}
+
+#[test]
+fn download_host_refuses_authorization_and_bad_or_expired_tokens() {
+    let sim = start(10, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(
+        "/v1.0/reports/getMailboxUsageDetail(period='D7')",
+        &token,
+        &[],
+    );
+    let location = r.header("location").unwrap().to_string();
+    // A client that forwards the Graph token to the download host is wrong.
+    let d = c.get(&location, &token, &[]);
+    assert_eq!(d.status, 401, "{}", d.text);
+    assert!(d.text.len() < 200);
+    let mangled = format!("{}x", &location[..location.len() - 3]);
+    assert_eq!(c.get(&mangled, "", &[]).status, 401);
+    let bare = format!("{}/data/v1.0/download", sim.report_base_url());
+    assert_eq!(c.get(&bare, "", &[]).status, 401);
+    assert_eq!(
+        c.get(&format!("{}/elsewhere", sim.report_base_url()), "", &[])
+            .status,
+        404
+    );
+    // The URL is reusable while it is valid.
+    assert_eq!(c.get(&location, "", &[]).status, 200);
+    assert_eq!(c.get(&location, "", &[]).status, 200);
+    // A token of another simulator does not verify here.
+    let other = start(10, "");
+    let oc = Client::new(&other);
+    let ot = oc.token(&other);
+    let foreign = oc
+        .get("/v1.0/reports/getMailboxUsageDetail(period='D7')", &ot, &[])
+        .header("location")
+        .unwrap()
+        .replace(&other.report_base_url(), &sim.report_base_url());
+    assert_eq!(c.get(&foreign, "", &[]).status, 401);
+
+    let sim = start(5, "report-url-ttl=0");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(
+        "/v1.0/reports/getEmailActivityUserDetail(period='D7')",
+        &token,
+        &[],
+    );
+    let location = r.header("location").unwrap();
+    let claims = token_claims(location);
+    assert_eq!(claims["exp"], claims["nbf"]);
+    let d = c.get(location, "", &[]);
+    assert_eq!(d.status, 403, "{}", d.text);
+    assert!(d.text.contains("expired"));
+}
+
+#[test]
+fn report_parameters_are_validated() {
+    let sim = start(40, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(
+        "/v1.0/reports/getMailboxUsageDetail(period='D5')",
+        &token,
+        &[],
+    );
+    assert_graph_error(&r, 400, "InvalidArgument");
+    let r = c.get(
+        "/v1.0/reports/getOneDriveUsageAccountDetail(date=2026-09-01)",
+        &token,
+        &[],
+    );
+    assert_graph_error(&r, 400, "InvalidArgument");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Invalid date value specified: 2026-09-01. Only support data for the past 28 days."
+    );
+    // getMailboxUsageDetail has no date variant.
+    let r = c.get(
+        "/v1.0/reports/getMailboxUsageDetail(date=2026-11-10)",
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_graph_error(
+        &c.get("/v1.0/reports/getMailboxUsageDetail", &token, &[]),
+        400,
+        "BadRequest",
+    );
+    assert_graph_error(
+        &c.get(
+            "/v1.0/reports/getOffice365ActivationsUserDetail(period='D7')",
+            &token,
+            &[],
+        ),
+        400,
+        "BadRequest",
+    );
+    assert_graph_error(
+        &c.get("/v1.0/reports/getNothing(period='D7')", &token, &[]),
+        400,
+        "BadRequest",
+    );
+    // CSV only on v1.0 (except getM365AppUserDetail).
+    assert_graph_error(
+        &c.get(
+            "/v1.0/reports/getMailboxUsageDetail(period='D7')?$format=application/json",
+            &token,
+            &[],
+        ),
+        400,
+        "BadRequest",
+    );
+
+    // A date inside the window: a one-day report of the users active that day.
+    let t = sim.tenant();
+    let day = "2026-11-16";
+    let csv = fetch_report(
+        &c,
+        &sim,
+        &token,
+        &format!("/v1.0/reports/getOffice365ActiveUserDetail(date={day})"),
+    );
+    let refresh = csv.col("Report Refresh Date");
+    assert!(csv.rows.iter().all(|r| r[refresh] == day));
+    assert!(!csv.rows.is_empty());
+    for name in ["Exchange Last Activity Date", "Teams Last Activity Date"] {
+        let i = csv.col(name);
+        assert!(
+            csv.rows
+                .iter()
+                .all(|r| r[i].is_empty() || r[i].as_str() <= day)
+        );
+    }
+    assert!(csv.rows.len() <= t.users.len() + t.deleted_users.len());
+    let csv = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getM365AppUserDetail(date='2026-11-16')",
+    );
+    let period = csv.col("Report Period");
+    assert!(csv.rows.iter().all(|r| r[period] == "1"));
+    // After the refresh date there is no data yet: header only.
+    let csv = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getEmailActivityUserDetail(date=2026-11-20)",
+    );
+    assert!(csv.rows.is_empty());
+}
+
+#[test]
+fn report_permissions_use_each_api_familys_403() {
+    let sim = start(
+        10,
+        "missing-permission=Reports.Read.All+ReportSettings.Read.All+AuditLog.Read.All+UserAuthenticationMethod.Read.All",
+    );
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    for path in [
+        "/v1.0/reports/getMailboxUsageDetail(period='D7')",
+        "/v1.0/reports/getOffice365ActivationsUserDetail",
+        "/beta/reports/getEmailActivityUserDetail(period='D7')?$format=application/json",
+        "/v1.0/admin/reportSettings",
+    ] {
+        let r = c.get(path, &token, &[]);
+        assert_graph_error(&r, 403, "UnknownError");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert_eq!(
+            message,
+            r#"{"error":{"code":"S2SUnauthorized","message":"Invalid permission."}}"#
+        );
+        let inner: Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(inner["error"]["code"], "S2SUnauthorized");
+    }
+    let r = c.get(
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+        &token,
+        &[],
+    );
+    assert_graph_error(&r, 403, "Authorization_RequestDenied");
+    let r = c.get("/v1.0/users?$select=id,signInActivity", &token, &[]);
+    assert_graph_error(&r, 403, "Authentication_MSGraphPermissionMissing");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Calling principal does not have required MSGraph permissions AuditLog.Read.All"
+    );
+    // Plain /users still works.
+    assert_eq!(c.get("/v1.0/users?$select=id", &token, &[]).status, 200);
+
+    // Only one of the two registration-report permissions is enough.
+    let sim = start(10, "missing-permission=AuditLog.Read.All");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn non_premium_tenants_get_the_premium_403() {
+    let sim = start(10, "non-premium");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    for path in [
+        "/v1.0/users?$select=id,signInActivity",
+        "/v1.0/users?$filter=signInActivity/lastSignInDateTime le 2026-01-01T00:00:00Z",
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+    ] {
+        let r = c.get(path, &token, &[]);
+        assert_graph_error(
+            &r,
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+        );
+        assert_eq!(
+            r.json()["error"]["message"],
+            "Neither tenant is B2C or tenant doesn't have premium license"
+        );
+    }
+    // Usage reports do not need Entra ID P1/P2.
+    let r = c.get(
+        "/v1.0/reports/getMailboxUsageDetail(period='D7')",
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 302);
+}
+
+#[test]
+fn concealed_names_follow_report_settings() {
+    let sim = start(
+        50,
+        "concealed,grant-permission=ReportSettings.ReadWrite.All",
+    );
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let t = sim.tenant();
+    let r = c.get("/v1.0/admin/reportSettings", &token, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"value": {
+            "@odata.type": "#microsoft.graph.adminReportSettings",
+            "displayConcealedNames": true
+        }})
+    );
+    assert!(sim.concealed_names());
+
+    let hex32 = |s: &str| {
+        s.len() == 32
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+    };
+    let active = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOffice365ActiveUserDetail(period='D30')",
+    );
+    let upn = active.col("User Principal Name");
+    let name = active.col("Display Name");
+    assert!(
+        active
+            .rows
+            .iter()
+            .all(|r| hex32(&r[upn]) && hex32(&r[name]))
+    );
+    assert!(active.rows.iter().all(|r| r[upn] != r[name]));
+    let u = t
+        .users
+        .iter()
+        .find(|u| u.usage.mailbox.is_some() && u.usage.one_drive.is_some())
+        .unwrap();
+    let hidden = t.concealed_upn(&u.user_principal_name);
+    let row = active.row_of("User Principal Name", &hidden).unwrap();
+    assert_eq!(row[name], t.concealed_display_name(&u.user_principal_name));
+    // The same person has the same hash in every report.
+    let mailbox = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getMailboxUsageDetail(period='D30')",
+    );
+    let row = mailbox.row_of("User Principal Name", &hidden).unwrap();
+    assert_eq!(
+        row[mailbox.col("Display Name")],
+        t.concealed_display_name(&u.user_principal_name)
+    );
+    let one_drive = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOneDriveUsageAccountDetail(period='D30')",
+    );
+    let row = one_drive.row_of("Owner Principal Name", &hidden).unwrap();
+    assert!(hex32(&row[one_drive.col("Site URL")]));
+    assert!(hex32(&row[one_drive.col("Owner Display Name")]));
+    let apps = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getM365AppUserDetail(period='D7')",
+    );
+    let upn_col = apps.col("User Principal Name");
+    assert!(apps.rows.iter().all(|r| hex32(&r[upn_col])));
+
+    // Turning concealment off takes effect at once.
+    let r = reply(
+        c.agent
+            .patch(format!("{}/v1.0/admin/reportSettings", sim.base_url()))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(r#"{"displayConcealedNames": false}"#),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(r.text.is_empty());
+    assert!(!sim.concealed_names());
+    let r = c.get("/v1.0/admin/reportSettings", &token, &[]);
+    assert_eq!(r.json()["value"]["displayConcealedNames"], false);
+    let active = fetch_report(
+        &c,
+        &sim,
+        &token,
+        "/v1.0/reports/getOffice365ActiveUserDetail(period='D30')",
+    );
+    assert!(
+        active
+            .row_of("User Principal Name", &u.user_principal_name)
+            .is_some()
+    );
+    let r = reply(
+        c.agent
+            .patch(format!("{}/v1.0/admin/reportSettings", sim.base_url()))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(r#"{"displayConcealedNames": "no"}"#),
+    );
+    assert_graph_error(&r, 400, "BadRequest");
+
+    // Reading is not writing: the default grant cannot PATCH.
+    let sim = start(5, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get("/v1.0/admin/reportSettings", &token, &[]);
+    assert_eq!(r.json()["value"]["displayConcealedNames"], false);
+    let r = reply(
+        c.agent
+            .patch(format!("{}/v1.0/admin/reportSettings", sim.base_url()))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(r#"{"displayConcealedNames": true}"#),
+    );
+    assert_graph_error(&r, 403, "UnknownError");
+    assert!(!sim.concealed_names());
+}
+
+#[test]
+fn sign_in_activity_pages_of_500_and_sentinels() {
+    let sim = start(1100, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let t = sim.tenant();
+    let mut url = "/v1.0/users?$select=id,userPrincipalName,signInActivity&$top=999".to_string();
+    let mut sizes = Vec::new();
+    let mut seen = 0;
+    loop {
+        let r = c.get(&url, &token, &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        let value = v["value"].as_array().unwrap();
+        sizes.push(value.len());
+        for item in value {
+            let u = t.user_by_id(item["id"].as_str().unwrap()).unwrap();
+            let s = &item["signInActivity"];
+            match &u.sign_in_activity {
+                None => assert!(s.is_null()),
+                Some(a) => {
+                    assert_eq!(s["lastSignInDateTime"], a.last_sign_in_date_time);
+                    assert_eq!(
+                        s["lastNonInteractiveSignInDateTime"],
+                        a.last_non_interactive_sign_in_date_time
+                    );
+                    assert_eq!(
+                        s["lastNonInteractiveSignInRequestId"],
+                        a.last_non_interactive_sign_in_request_id
+                    );
+                    assert_eq!(
+                        s["lastSuccessfulSignInDateTime"],
+                        a.last_successful_sign_in_date_time
+                    );
+                    assert_eq!(s.as_object().unwrap().len(), 6, "{s}");
+                }
+            }
+            seen += 1;
+        }
+        match v.get("@odata.nextLink") {
+            Some(n) => url = n.as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![500, 500, 100]);
+    assert_eq!(seen, 1100);
+    assert!(t.users.iter().any(|u| u.sign_in_activity.is_none()));
+    assert!(
+        t.users
+            .iter()
+            .any(|u| u.sign_in_activity.as_ref().is_some_and(|s| {
+                s.last_non_interactive_sign_in_date_time == "0001-01-01T00:00:00Z"
+                    && s.last_non_interactive_sign_in_request_id.is_empty()
+            }))
+    );
+    assert!(t.users.iter().any(|u| {
+        u.sign_in_activity
+            .as_ref()
+            .is_some_and(|s| s.last_successful_sign_in_date_time.is_empty())
+    }));
+    // Without signInActivity the usual 999 applies.
+    let r = c.get("/v1.0/users?$select=id&$top=999", &token, &[]);
+    assert_eq!(r.json()["value"].as_array().unwrap().len(), 999);
+
+    // Single user: by id only.
+    let u = t
+        .users
+        .iter()
+        .find(|u| u.sign_in_activity.is_some())
+        .unwrap();
+    let r = c.get(
+        &format!("/v1.0/users/{}?$select=signInActivity", u.id),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["signInActivity"]["lastSignInRequestId"],
+        u.sign_in_activity.as_ref().unwrap().last_sign_in_request_id
+    );
+    let r = c.get(
+        &format!(
+            "/v1.0/users/{}?$select=signInActivity",
+            u.user_principal_name.replace('#', "%23")
+        ),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // $filter on signInActivity: alone only.
+    let cutoff = "2026-06-01T00:00:00Z";
+    let mut url = format!(
+        "/v1.0/users?$filter=signInActivity/lastSignInDateTime le {cutoff}&$select=id,signInActivity&$top=999"
+    );
+    let mut got = Vec::new();
+    loop {
+        let r = c.get(&url, &token, &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        assert!(v["value"].as_array().unwrap().len() <= 500);
+        for item in v["value"].as_array().unwrap() {
+            got.push(item["id"].as_str().unwrap().to_string());
+        }
+        match v.get("@odata.nextLink") {
+            Some(n) => url = n.as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    let want: Vec<String> = t
+        .users
+        .iter()
+        .filter(|u| {
+            u.sign_in_activity
+                .as_ref()
+                .is_some_and(|s| s.last_sign_in_date_time.as_str() <= cutoff)
+        })
+        .map(|u| u.id.clone())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let r = c.get(
+        &format!(
+            "/v1.0/users?$filter=signInActivity/lastSignInDateTime le {cutoff} and accountEnabled eq true"
+        ),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[test]
+fn user_registration_details_pages_skip_disabled_users() {
+    let sim = start(70, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let t = sim.tenant();
+    let mut url = "/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=9".to_string();
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = c.get(&url, &token, &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        if pages == 0 {
+            assert_eq!(
+                v["@odata.context"],
+                format!(
+                    "{}/v1.0/$metadata#reports/authenticationMethods/userRegistrationDetails",
+                    sim.base_url()
+                )
+            );
+        }
+        for item in v["value"].as_array().unwrap() {
+            let keys: HashSet<&str> = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            assert_eq!(
+                keys,
+                HashSet::from([
+                    "id",
+                    "userPrincipalName",
+                    "userDisplayName",
+                    "userType",
+                    "isAdmin",
+                    "isSsprRegistered",
+                    "isSsprEnabled",
+                    "isSsprCapable",
+                    "isMfaRegistered",
+                    "isMfaCapable",
+                    "isPasswordlessCapable",
+                    "methodsRegistered",
+                    "isSystemPreferredAuthenticationMethodEnabled",
+                    "systemPreferredAuthenticationMethods",
+                    "userPreferredMethodForSecondaryAuthentication",
+                    "lastUpdatedDateTime",
+                ])
+            );
+            let u = t.user_by_id(item["id"].as_str().unwrap()).unwrap();
+            assert!(u.account_enabled);
+            assert_eq!(item["userType"], u.user_type.to_lowercase());
+            assert!(item["userType"] == "member" || item["userType"] == "guest");
+            assert_eq!(
+                item["methodsRegistered"],
+                serde_json::json!(u.auth_registration.methods_registered)
+            );
+            assert_eq!(
+                item["isMfaRegistered"],
+                u.auth_registration.is_mfa_registered
+            );
+            ids.push(u.id.clone());
+        }
+        pages += 1;
+        match v.get("@odata.nextLink") {
+            Some(n) => {
+                let n = n.as_str().unwrap();
+                assert!(n.contains("$top=9") && n.contains("$skiptoken="), "{n}");
+                url = n.to_string();
+            }
+            None => break,
+        }
+    }
+    let enabled: Vec<String> = t
+        .users
+        .iter()
+        .filter(|u| u.account_enabled)
+        .map(|u| u.id.clone())
+        .collect();
+    assert_eq!(ids, enabled);
+    assert!(enabled.len() < t.users.len());
+    assert_eq!(pages, enabled.len().div_ceil(9));
+    assert!(
+        t.users
+            .iter()
+            .any(|u| u.user_type == "Guest" && u.account_enabled)
+    );
+
+    // Filters and single records.
+    let u = t.users.iter().find(|u| u.account_enabled).unwrap();
+    let r = c.get(
+        &format!(
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails?$filter=userPrincipalName eq '{}'",
+            u.user_principal_name.replace('#', "%23")
+        ),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["value"].as_array().unwrap().len(), 1);
+    let r = c.get(
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails?$filter=methodsRegistered/any(x:x eq 'email')",
+        &token,
+        &[],
+    );
+    let n = r.json()["value"].as_array().unwrap().len();
+    let want = t
+        .users
+        .iter()
+        .filter(|u| {
+            u.account_enabled
+                && u.auth_registration
+                    .methods_registered
+                    .contains(&"email".to_string())
+        })
+        .count();
+    assert_eq!(n, want);
+    let r = c.get(
+        &format!(
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails/{}",
+            u.id
+        ),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["userPrincipalName"], u.user_principal_name);
+    let disabled = t.users.iter().find(|u| !u.account_enabled).unwrap();
+    let r = c.get(
+        &format!(
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails/{}",
+            disabled.id
+        ),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    let r = c.get(
+        "/beta/reports/authenticationMethods/userRegistrationDetails?$top=1",
+        &token,
+        &[],
+    );
+    assert!(r.json()["value"][0]["defaultMfaMethod"].is_string());
+}
+
+#[test]
+fn json_reports_on_beta() {
+    let sim = start(45, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let t = sim.tenant();
+    let mut url =
+        "/beta/reports/getEmailActivityUserDetail(period='D7')?$format=application/json&$top=4"
+            .to_string();
+    let mut items = Vec::new();
+    loop {
+        let r = c.get(&url, &token, &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        assert_eq!(
+            v["@odata.context"],
+            format!(
+                "{}/beta/$metadata#Collection(microsoft.graph.emailActivityUserDetail)",
+                sim.base_url()
+            )
+        );
+        items.extend(v["value"].as_array().unwrap().iter().cloned());
+        match v.get("@odata.nextLink") {
+            Some(n) => url = n.as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    let expected = t.users.iter().filter(|u| u.usage.email.is_some()).count()
+        + t.deleted_users
+            .iter()
+            .filter(|u| u.usage.email.is_some())
+            .count();
+    assert_eq!(items.len(), expected);
+    assert_eq!(items[0]["reportPeriod"], "7");
+    assert_eq!(items[0]["reportRefreshDate"], "2026-11-18");
+    assert!(items[0]["assignedProducts"].is_array());
+    assert!(items[0]["isDeleted"].is_boolean());
+
+    let r = c.get(
+        "/beta/reports/getOffice365ActivationsUserDetail?$format=application/json",
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let first = &v["value"][0];
+    assert!(first["userActivationCounts"].is_array());
+    assert!(first["userActivationCounts"][0]["productType"].is_string());
+    assert!(first["userActivationCounts"][0]["windows"].is_u64());
+    let users = t
+        .users
+        .iter()
+        .filter(|u| !u.usage.activations.is_empty())
+        .count();
+    assert_eq!(v["value"].as_array().unwrap().len(), users);
+
+    for path in [
+        "/v1.0/reports/getM365AppUserDetail(period='D7')?$format=application/json",
+        "/beta/reports/getM365AppUserDetail(period='D7')/content?$format=application/json",
+    ] {
+        let r = c.get(path, &token, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let v = r.json();
+        assert!(v.get("@odata.context").is_none());
+        let d = &v["value"][0]["details"][0];
+        assert_eq!(d["reportPeriod"], 7);
+        assert!(d["outlookWindows"].is_boolean());
+    }
+    let r = c.get(
+        "/beta/reports/getMailboxUsageDetail(period='D7')?$format=application/json",
+        &token,
+        &[],
+    );
+    let m = &r.json()["value"][0];
+    assert!(m["deletedItemQuota"].is_u64());
+    assert!(m.get("deletedItemQuotaInBytes").is_none());
+}
+
+#[test]
+fn config_names_the_report_host() {
+    let sim = start(5, "");
+    let toml = sim.config_toml();
+    let line = format!("allow_hosts = [\"{}\"]", sim.report_base_url());
+    assert!(toml.contains(&line), "{toml}");
+    let c = Client::new(&sim);
+    assert!(c.get("/_sim/config", "", &[]).text.contains(&line));
+    let prepared = crate::config::parse(&toml, std::path::Path::new(".")).unwrap();
+    let entries = prepared.allow_list.entries().join(" ");
+    let port = sim
+        .report_base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(entries.contains(&port), "{entries}");
+    let v = c.get("/_sim/tenant", "", &[]).json();
+    assert_eq!(v["reference_date"], "2026-11-20");
+    assert_eq!(v["report_refresh_date"], "2026-11-18");
 }

@@ -1,6 +1,7 @@
 //! The tasks the connector runs. Each streams its records to the host through an [`Emitter`]
 //! and returns a [`TaskSummary`].
 
+pub mod application_roster;
 pub mod license_information;
 
 use serde_json::Value;

@@ -320,7 +320,17 @@ fn property(u: &SimUser, name: &str, tenant: &Tenant) -> Value {
         "securityIdentifier" => security_identifier(&u.id),
         "provisionedPlans" | "otherMails" | "imAddresses" | "interests" | "pastProjects"
         | "responsibilities" | "schools" | "skills" => json!([]),
-        "signInActivity" => Value::Null,
+        "signInActivity" => match &u.sign_in_activity {
+            None => Value::Null,
+            Some(a) => json!({
+                "lastSignInDateTime": a.last_sign_in_date_time,
+                "lastSignInRequestId": a.last_sign_in_request_id,
+                "lastNonInteractiveSignInDateTime": a.last_non_interactive_sign_in_date_time,
+                "lastNonInteractiveSignInRequestId": a.last_non_interactive_sign_in_request_id,
+                "lastSuccessfulSignInDateTime": a.last_successful_sign_in_date_time,
+                "lastSuccessfulSignInRequestId": a.last_successful_sign_in_request_id,
+            }),
+        },
         _ => Value::Null,
     }
 }
@@ -380,6 +390,51 @@ fn selection(ctx: &Ctx<'_>) -> Result<Selection, GraphError> {
     }
 }
 
+/// `signInActivity/<prop>` filterable sub-properties.
+const SIGN_IN_PROPS: &[&str] = &[
+    "lastSignInDateTime",
+    "lastNonInteractiveSignInDateTime",
+    "lastSuccessfulSignInDateTime",
+];
+
+/// The canonical sub-property of a `signInActivity/...` path.
+fn sign_in_prop(prop: &str) -> Option<&'static str> {
+    let (head, tail) = prop.split_once('/')?;
+    if !head.eq_ignore_ascii_case("signInActivity") {
+        return None;
+    }
+    SIGN_IN_PROPS
+        .iter()
+        .find(|p| p.eq_ignore_ascii_case(tail))
+        .copied()
+}
+
+fn is_sign_in_path(prop: &str) -> bool {
+    prop.to_ascii_lowercase().starts_with("signinactivity")
+}
+
+/// Every property a filter names.
+fn filter_props(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            filter_props(a, out);
+            filter_props(b, out);
+        }
+        Expr::Not(a) => filter_props(a, out),
+        Expr::Compare { prop, .. } | Expr::Func { prop, .. } | Expr::In { prop, .. } => {
+            out.push(prop.clone())
+        }
+        Expr::Lambda { collection, .. } => out.push(collection.clone()),
+    }
+}
+
+/// True when `$filter` mentions `signInActivity`.
+fn filters_sign_in(ctx: &Ctx<'_>) -> bool {
+    ctx.query
+        .get("$filter")
+        .is_some_and(|f| f.to_ascii_lowercase().contains("signinactivity"))
+}
+
 /// Permission and licence checks for `signInActivity`.
 fn check_sign_in_activity(ctx: &Ctx<'_>) -> Result<(), GraphError> {
     if !ctx.claims.has_any_role(&["AuditLog.Read.All"]) {
@@ -390,11 +445,7 @@ fn check_sign_in_activity(ctx: &Ctx<'_>) -> Result<(), GraphError> {
         ));
     }
     if ctx.shared.faults().non_premium {
-        return Err(GraphError::new(
-            403,
-            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-            "Neither tenant is B2C or tenant doesn't have premium license",
-        ));
+        return Err(GraphError::non_premium());
     }
     Ok(())
 }
@@ -523,15 +574,26 @@ fn check(expr: &Expr, advanced: bool) -> Result<(), GraphError> {
             check(b, advanced)
         }
         Expr::Not(inner) => {
-            if !advanced {
+            if !advanced && !is_sign_in_path(&first_prop(inner)) {
                 return Err(unsupported_clause(&first_prop(inner)));
             }
             check(inner, advanced)
         }
-        Expr::Compare { prop, op, value } => {
-            if prop.to_ascii_lowercase().starts_with("signinactivity") {
+        Expr::Compare { prop, op, value } if is_sign_in_path(prop) => {
+            let Some(_) = sign_in_prop(prop) else {
                 return Err(unsupported_clause(prop));
+            };
+            match literal_kind(value) {
+                Some(Kind::Date) => {}
+                Some(Kind::Str) if matches!(value, Literal::Str(v) if parse_date(v).is_some()) => {}
+                _ => return Err(type_mismatch(Kind::Date, value, op_kind_name(*op))),
             }
+            match op {
+                CmpOp::Eq | CmpOp::Ne | CmpOp::Ge | CmpOp::Le => Ok(()),
+                _ => Err(unsupported_clause(prop)),
+            }
+        }
+        Expr::Compare { prop, op, value } => {
             let Some((name, kind)) = scalar(prop) else {
                 if STRING_COLLECTIONS
                     .iter()
@@ -673,6 +735,15 @@ fn parse_date(s: &str) -> Option<i64> {
 }
 
 fn value_of(u: &SimUser, prop: &str, tenant: &Tenant) -> Val {
+    if let Some(p) = sign_in_prop(prop) {
+        return Val::Date(u.sign_in_activity.as_ref().and_then(|a| {
+            parse_date(match p {
+                "lastSignInDateTime" => &a.last_sign_in_date_time,
+                "lastNonInteractiveSignInDateTime" => &a.last_non_interactive_sign_in_date_time,
+                _ => &a.last_successful_sign_in_date_time,
+            })
+        }));
+    }
     let Some((name, kind)) = scalar(prop) else {
         return Val::Str(None);
     };
@@ -940,6 +1011,14 @@ fn matching<'t>(ctx: &Ctx<'t>) -> Result<Vec<&'t SimUser>, GraphError> {
     let filter = match ctx.query.get("$filter") {
         Some(raw) if !raw.trim().is_empty() => {
             let expr = odata::parse_filter(raw.trim())?;
+            let mut props = Vec::new();
+            filter_props(&expr, &mut props);
+            let sign_in = props.iter().filter(|p| is_sign_in_path(p)).count();
+            if sign_in > 0 && sign_in < props.len() {
+                return Err(GraphError::unsupported_query(
+                    "signInActivity filters cannot be combined with filters on other properties.",
+                ));
+            }
             check(&expr, advanced)?;
             Some(expr)
         }
@@ -1007,7 +1086,7 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
             ),
         ));
     }
-    let sign_in = sel.has("signInActivity");
+    let sign_in = sel.has("signInActivity") || filters_sign_in(ctx);
     if sign_in {
         check_sign_in_activity(ctx)?;
     }
@@ -1068,6 +1147,9 @@ pub(super) fn count(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
         return Err(GraphError::bad_request(
             "$count is not currently supported.",
         ));
+    }
+    if filters_sign_in(ctx) {
+        check_sign_in_activity(ctx)?;
     }
     let users = matching(ctx)?;
     Ok(SimResponse::new(
