@@ -506,3 +506,31 @@ fn without_user_read_the_roster_fails_with_a_permission_error() {
             .is_empty()
     );
 }
+
+#[test]
+fn expired_download_links_are_requested_again_then_fail_cleanly() {
+    // Every link the simulator hands out is already expired: the connector asks for the report
+    // again a bounded number of times, then fails the run without committing anything.
+    let f = Fixture::with_faults("report-url-ttl=0");
+    let err = f
+        .runner
+        .run_task(&f.prepared(&[]), "application-roster", "")
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 5, "{err}");
+    assert!(
+        err.to_string()
+            .contains("getOffice365ActivationsUserDetail"),
+        "{err}"
+    );
+    let asked = f
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("getOffice365ActivationsUserDetail"))
+        .count();
+    assert!((2..=4).contains(&asked), "requested {asked} times");
+    let store = f.store();
+    let run = &store.runs().unwrap()[0];
+    assert_eq!(run.status, "failed");
+    assert!(store.records(run.id).unwrap().is_empty());
+}

@@ -127,6 +127,44 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// GETs independent URLs at once through the host's `send-all` (the host may run them
+    /// concurrently). A response that needs a retry (throttling, a transient failure, an expired
+    /// token) is retried on its own through [`Graph::get`], so each result is what `get` would
+    /// have returned.
+    pub fn get_all(&mut self, requests: &[(String, Need)]) -> Vec<Result<HttpResponse>> {
+        let token = match self.tokens.token(self.host, self.config) {
+            Ok(t) => t,
+            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let batch = requests
+            .iter()
+            .map(|(url, _)| {
+                let mut r = HttpRequest::get(url.as_str())
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("accept", "application/json");
+                r.timeout_ms = Some(60_000);
+                r
+            })
+            .collect();
+        self.requests += requests.len() as u64;
+        let outcomes = self.host.send_all(batch);
+        outcomes
+            .into_iter()
+            .zip(requests)
+            .map(|(outcome, (url, need))| match outcome {
+                Ok(r) if r.status < 400 => Ok(r),
+                Ok(r) if matches!(r.status, 401 | 429 | 500 | 502 | 503 | 504) => {
+                    self.get(url, need, &[])
+                }
+                Ok(r) => Err(errors::map_error(&r, need, None)),
+                Err(e @ (TransportError::Denied(_) | TransportError::TooLarge(_))) => Err(
+                    ConnectorError::upstream(need.endpoint, None, None, e.to_string()),
+                ),
+                Err(_) => self.get(url, need, &[]),
+            })
+            .collect()
+    }
+
     /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
     pub fn get(
         &mut self,

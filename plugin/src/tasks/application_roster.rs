@@ -355,8 +355,10 @@ fn read_reports(
         return Ok(());
     }
     let mut any_concealed = false;
-    for report in [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX] {
-        let source = match read_report(graph, &report, period, lookups) {
+    let all = [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX];
+    let downloaded = reports::download_all(graph, &all, period);
+    for (report, csv) in all.iter().zip(downloaded) {
+        let source = match csv.and_then(|csv| read_report(graph, csv, report, lookups)) {
             Ok(source) => source,
             Err(e) => degrade(e, report.name, warnings)?,
         };
@@ -374,11 +376,10 @@ fn read_reports(
 /// Downloads one report into its lookup map. Hashed (concealed) rows are never joined.
 fn read_report(
     graph: &mut Graph,
+    mut csv: reports::Report,
     report: &ReportFn,
-    period: Period,
     lookups: &mut Lookups,
 ) -> Result<Source> {
-    let mut csv = reports::download(graph, report, period)?;
     let upn_column = if report.name == ONEDRIVE.name {
         "Owner Principal Name"
     } else {
