@@ -344,9 +344,10 @@ impl saas::connector::sink::Host for RunState {
             return Err(format!("entity '{entity}' is not declared in the manifest"));
         }
         for (i, record) in records.iter().enumerate() {
-            match serde_json::from_str::<serde_json::Value>(record) {
-                Ok(serde_json::Value::Object(_)) => {}
-                _ => return Err(format!("record {i} of '{entity}' is not a JSON object")),
+            // Validate without building a tree: an object, and well-formed JSON throughout.
+            let object = record.trim_start().starts_with('{');
+            if !object || serde_json::from_str::<serde::de::IgnoredAny>(record).is_err() {
+                return Err(format!("record {i} of '{entity}' is not a JSON object"));
             }
             let record = if self.io.redactor.leaks(record) {
                 self.stats.secrets_scrubbed += 1;

@@ -42,6 +42,19 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
+const RUN_COLUMNS: &str = "SELECT id, instance, task, status, summary, error FROM runs";
+
+fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        instance: row.get(1)?,
+        task: row.get(2)?,
+        status: row.get(3)?,
+        summary: row.get(4)?,
+        error: row.get(5)?,
+    })
+}
+
 pub struct Store {
     connection: Connection,
 }
@@ -124,39 +137,15 @@ impl Store {
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
-        Ok(self
-            .connection
-            .query_row(
-                "SELECT id, instance, task, status, summary, error FROM runs WHERE id = ?1",
-                [id],
-                |row| {
-                    Ok(RunRow {
-                        id: row.get(0)?,
-                        instance: row.get(1)?,
-                        task: row.get(2)?,
-                        status: row.get(3)?,
-                        summary: row.get(4)?,
-                        error: row.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+        let sql = format!("{RUN_COLUMNS} WHERE id = ?1");
+        Ok(self.connection.query_row(&sql, [id], run_row).optional()?)
     }
 
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
         let mut statement = self
             .connection
-            .prepare("SELECT id, instance, task, status, summary, error FROM runs ORDER BY id")?;
-        let rows = statement.query_map([], |row| {
-            Ok(RunRow {
-                id: row.get(0)?,
-                instance: row.get(1)?,
-                task: row.get(2)?,
-                status: row.get(3)?,
-                summary: row.get(4)?,
-                error: row.get(5)?,
-            })
-        })?;
+            .prepare(&format!("{RUN_COLUMNS} ORDER BY id"))?;
+        let rows = statement.query_map([], run_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -4,7 +4,9 @@
 use crate::error::ConnectorError;
 use crate::graph::{Graph, Need};
 use crate::host::Level;
-use crate::tasks::{application_roster as roster, license_information};
+use crate::tasks::{
+    application_access as access, application_roster as roster, license_information,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckStatus {
@@ -81,6 +83,18 @@ fn probes() -> Vec<(&'static str, Vec<Probe>)> {
                     "/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=1",
                     false,
                 ),
+            ],
+        ),
+        (
+            access::NAME,
+            vec![
+                probe(roster::USERS, "/v1.0/users?$select=id&$top=1", true),
+                probe(
+                    access::ACTIVE_USERS.need,
+                    "/v1.0/reports/getOffice365ActiveUserDetail(period='D7')",
+                    false,
+                ),
+                probe(access::SIGN_INS, "/v1.0/auditLogs/signIns?$top=1", false),
             ],
         ),
     ]

@@ -28,7 +28,7 @@ use config::Config;
 use error::{ConnectorError, Result};
 use graph::Graph;
 use host::{Host, Level};
-use tasks::{TaskSummary, application_roster, license_information};
+use tasks::{TaskSummary, application_access, application_roster, license_information};
 
 /// The connector's state between calls: configuration, names catalog and token cache.
 #[derive(Default)]
@@ -110,6 +110,16 @@ impl Connector {
             application_roster::NAME => {
                 let options = application_roster::parse_options(options)?;
                 application_roster::run(
+                    &mut graph,
+                    catalog,
+                    &config.domains,
+                    config.page_size,
+                    &options,
+                )
+            }
+            application_access::NAME => {
+                let options = application_access::parse_options(options)?;
+                application_access::run(
                     &mut graph,
                     catalog,
                     &config.domains,

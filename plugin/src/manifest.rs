@@ -4,7 +4,9 @@ use serde_json::json;
 
 use crate::config;
 use crate::reports::REPORTS_READ;
-use crate::tasks::{application_roster as roster, license_information};
+use crate::tasks::{
+    application_access as access, application_roster as roster, license_information,
+};
 
 pub const NAME: &str = "m365-connector";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -100,6 +102,30 @@ pub fn manifest() -> Manifest {
                 roster::REPORT_SETTINGS.endpoint.into(),
             ],
             options_schema: roster::options_schema().to_string(),
+        },
+        TaskInfo {
+            name: access::NAME.into(),
+            description: "Last activity per user per Microsoft 365 app (Exchange, Outlook, Teams, OneDrive, SharePoint, \
+                          Skype for Business, Yammer from usage reports; Dynamics 365, Power BI, Project, Visio from \
+                          sign-in logs kept across runs), and per SKU how many assigned users were active in each app."
+                .into(),
+            entities: vec![access::ENTITY.into(), access::SKU_ENTITY.into()],
+            permissions: vec![
+                need(roster::USERS.permissions, "list users in scope (least privileged: User.Read.All)"),
+                need(REPORTS_READ, "active-user and email-activity reports"),
+                need(&["AuditLog.Read.All"], "sign-in logs (with Directory.Read.All; needs Microsoft Entra ID P1/P2)"),
+                need(&["Directory.Read.All"], "sign-in logs require it alongside AuditLog.Read.All"),
+                need(license_information::SUBSCRIBED_SKUS.permissions, "name the SKUs (optional)"),
+            ],
+            endpoints: vec![
+                "GET /v1.0/users".into(),
+                access::ACTIVE_USERS.need.endpoint.into(),
+                access::EMAIL_ACTIVITY.need.endpoint.into(),
+                access::SIGN_INS.endpoint.into(),
+                license_information::SUBSCRIBED_SKUS.endpoint.into(),
+                roster::REPORT_SETTINGS.endpoint.into(),
+            ],
+            options_schema: access::options_schema().to_string(),
         }],
         entities: vec![
             EntityInfo {
@@ -111,6 +137,16 @@ pub fn manifest() -> Manifest {
                 name: roster::ENTITY.into(),
                 description: "One user in scope with licences, sign-in, MFA, usage and provenance.".into(),
                 schema: roster::schema().to_string(),
+            },
+            EntityInfo {
+                name: access::ENTITY.into(),
+                description: "The last known activity of one user in one Microsoft 365 app.".into(),
+                schema: access::schema().to_string(),
+            },
+            EntityInfo {
+                name: access::SKU_ENTITY.into(),
+                description: "Per SKU, assigned users and how many were active in each app within the period.".into(),
+                schema: access::sku_schema().to_string(),
             },
         ],
         secret_fields: vec!["client_secret".into()],

@@ -115,6 +115,23 @@ impl Fixture {
             .expect("a valid harness config")
     }
 
+    /// A bare session (no store) wired like the runner's, for calling exports directly.
+    pub fn session(&self, prepared: &Prepared) -> host_harness::host::Session {
+        let io = host_harness::host::RunIo {
+            allow_list: prepared.allow_list.clone(),
+            limits: prepared.limits.clone(),
+            redactor: host_harness::policy::Redactor::new(prepared.secrets.clone()),
+            transport: self.runner.transport.clone(),
+            clock: self.runner.clock.clone(),
+            observer: self.runner.observer.clone(),
+            ..host_harness::host::RunIo::offline()
+        };
+        self.runner
+            .harness
+            .session(io)
+            .expect("the component instantiates")
+    }
+
     pub fn store(&self) -> host_harness::store::Store {
         host_harness::store::Store::open(&self.dir.path().join("results.sqlite")).unwrap()
     }

@@ -77,18 +77,7 @@ fn every_record_validates_against_its_entity_schema() {
 fn reclaim_is_exported_and_answers_unsupported() {
     let f = Fixture::with_faults("");
     let prepared = f.prepared(&[]);
-    let io = host_harness::host::RunIo {
-        allow_list: prepared.allow_list.clone(),
-        limits: prepared.limits.clone(),
-        redactor: host_harness::policy::Redactor::new(prepared.secrets.clone()),
-        transport: f.runner.transport.clone(),
-        clock: f.runner.clock.clone(),
-        observer: f.runner.observer.clone(),
-        sink: Box::new(host_harness::host::MemorySink::default()),
-        entities: Default::default(),
-        state: Default::default(),
-    };
-    let mut session = f.runner.harness.session(io).unwrap();
+    let mut session = f.session(&prepared);
     session
         .configure(&prepared.connector_config)
         .unwrap()
@@ -110,18 +99,7 @@ fn reclaim_is_exported_and_answers_unsupported() {
 fn calls_before_configure_are_invalid_config() {
     let f = Fixture::with_faults("");
     let prepared = f.prepared(&[]);
-    let io = host_harness::host::RunIo {
-        allow_list: prepared.allow_list.clone(),
-        limits: prepared.limits.clone(),
-        redactor: host_harness::policy::Redactor::new(vec![]),
-        transport: f.runner.transport.clone(),
-        clock: f.runner.clock.clone(),
-        observer: f.runner.observer.clone(),
-        sink: Box::new(host_harness::host::MemorySink::default()),
-        entities: Default::default(),
-        state: Default::default(),
-    };
-    let mut session = f.runner.harness.session(io).unwrap();
+    let mut session = f.session(&prepared);
     match session.run_task("license-information", "").unwrap() {
         Err(ConnectorError::InvalidConfig(e)) => assert!(e.message.contains("configure")),
         other => panic!("{other:?}"),

@@ -55,6 +55,12 @@ pub struct Faults {
     pub grant_permissions: Vec<String>,
     /// Lifetime in seconds of report download URLs (default 120).
     pub report_url_ttl: Option<u64>,
+    /// Sign-in log retention in days (default 30, Entra ID P1/P2; 7 is a
+    /// Free tenant's). Unlike `non-premium`, `/auditLogs/signIns` still answers.
+    pub signin_retention_days: Option<u32>,
+    /// Identity-reports throttling on `/auditLogs/signIns`: the 6th, 12th, ...
+    /// request within one 10 s window of the simulator clock gets 429.
+    pub signin_throttle: bool,
 }
 
 impl Default for Faults {
@@ -76,6 +82,8 @@ impl Default for Faults {
             concealed: false,
             grant_permissions: Vec::new(),
             report_url_ttl: None,
+            signin_retention_days: None,
+            signin_throttle: false,
         }
     }
 }
@@ -268,6 +276,14 @@ impl FromStr for Faults {
                         Some(parse_u64(raw_key, need("an integer")?, 1)? as usize);
                 }
                 "non-premium" => faults.non_premium = flag()?,
+                "signin-retention-days" => {
+                    let v = need("days")?;
+                    faults.signin_retention_days = match v.parse::<u32>() {
+                        Ok(d) if (1..=3650).contains(&d) => Some(d),
+                        _ => return Err(bad(raw_key, v, "a number of days from 1 to 3650")),
+                    };
+                }
+                "signin-throttle" => faults.signin_throttle = flag()?,
                 "concealed" => faults.concealed = flag()?,
                 _ => return Err(FaultParseError::UnknownKey(raw_key.to_string())),
             }
@@ -334,6 +350,12 @@ impl fmt::Display for Faults {
         }
         if let Some(s) = self.report_url_ttl {
             parts.push(format!("report-url-ttl={s}"));
+        }
+        if let Some(d) = self.signin_retention_days {
+            parts.push(format!("signin-retention-days={d}"));
+        }
+        if self.signin_throttle {
+            parts.push("signin-throttle".into());
         }
         if parts.is_empty() {
             f.write_str("none")
@@ -424,7 +446,8 @@ mod tests {
                          latency=20,token-lifetime=60,expire-token-after=5,\
                          missing-permission=User.Read.All+Directory.Read.All,no-roles,\
                          aadsts=7000222,sku_page_size=4,non-premium,concealed,\
-                         grant-permission=ReportSettings.ReadWrite.All,report-url-ttl=5"
+                         grant-permission=ReportSettings.ReadWrite.All,report-url-ttl=5,\
+                         signin-retention-days=7,signin_throttle"
             .parse()
             .unwrap();
         assert_eq!(f.throttle, 0.25);
@@ -450,6 +473,8 @@ mod tests {
             vec!["ReportSettings.ReadWrite.All".to_string()]
         );
         assert_eq!(f.report_url_ttl, Some(5));
+        assert_eq!(f.signin_retention_days, Some(7));
+        assert!(f.signin_throttle);
         assert_eq!(f.effective_report_url_ttl(), 5);
         assert_eq!(Faults::default().effective_report_url_ttl(), 120);
         let round: Faults = f.to_string().parse().unwrap();
@@ -487,6 +512,10 @@ mod tests {
         assert!(e.to_string().contains("missing-permission"));
         let e = "retry-after=-1".parse::<Faults>().unwrap_err();
         assert!(e.to_string().contains("retry-after"));
+        let e = "signin-retention-days=0".parse::<Faults>().unwrap_err();
+        assert!(e.to_string().contains("signin-retention-days"));
+        let e = "signin-retention-days".parse::<Faults>().unwrap_err();
+        assert!(e.to_string().contains("signin-retention-days"));
     }
 
     #[test]

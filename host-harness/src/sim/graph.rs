@@ -6,6 +6,7 @@ mod admin;
 mod organization;
 mod registration;
 mod reports;
+mod signins;
 mod skus;
 mod users;
 
@@ -177,21 +178,25 @@ pub(crate) fn service_unavailable(req: &Incoming) -> SimResponse {
     finish(error_response(&err, &ids), &ids)
 }
 
-fn throttled(shared: &Shared, claims: &Claims, ids: &Ids) -> SimResponse {
-    // The documented sample body, verbatim in shape.
-    let body = json!({
+/// The documented 429 sample body, verbatim in shape.
+pub(crate) fn too_many_requests_body(request_id: &str) -> Value {
+    json!({
         "error": {
             "code": "TooManyRequests",
             "innerError": {
                 "code": "429",
                 "date": inner_error_date(),
                 "message": "Please retry after",
-                "request-id": ids.request_id,
+                "request-id": request_id,
                 "status": "429"
             },
             "message": "Please retry again later."
         }
-    });
+    })
+}
+
+fn throttled(shared: &Shared, claims: &Claims, ids: &Ids) -> SimResponse {
+    let body = too_many_requests_body(&ids.request_id);
     let retry_after = format!("{}", shared.faults().retry_after);
     let resp = SimResponse::json(429, ERROR_JSON, &body)
         .with_header("Retry-After", retry_after)
@@ -216,6 +221,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) base: String,
     pub(crate) claims: Claims,
     pub(crate) query: Query,
+    /// The `request-id` the response carries.
+    pub(crate) request_id: String,
 }
 
 impl Ctx<'_> {
@@ -389,6 +396,7 @@ pub(crate) fn handle(shared: &Shared, req: &Incoming) -> Outcome {
         base,
         claims,
         query,
+        request_id: ids.request_id.clone(),
     };
     let rest: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
     respond(route(&ctx, &rest))
@@ -423,6 +431,12 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         }
         ["admin", "reportSettings"] if read => admin::get(ctx),
         ["admin", "reportSettings"] if method == "PATCH" => admin::patch(ctx),
+        ["auditLogs", "signIns"] if read => signins::list(ctx),
+        ["auditLogs", "signIns", _] if read => Err(GraphError::new(
+            501,
+            "NotImplemented",
+            "The simulator does not serve single sign-in events; list them with $filter.",
+        )),
         ["subscribedSkus"]
         | ["subscribedSkus", _]
         | ["users"]
@@ -441,7 +455,9 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
             "userRegistrationDetails",
             _,
         ]
-        | ["admin", "reportSettings"] => Err(GraphError::new(
+        | ["admin", "reportSettings"]
+        | ["auditLogs", "signIns"]
+        | ["auditLogs", "signIns", _] => Err(GraphError::new(
             405,
             "Request_BadRequest",
             "Specified HTTP method is not allowed for the request target.",
@@ -455,7 +471,9 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         | ["subscribedSkus", _, rest, ..]
         | ["organization", _, rest, ..]
         | ["reports", _, rest, ..]
-        | ["admin", rest, ..] => Err(GraphError::unknown_segment(rest)),
+        | ["admin", rest, ..]
+        | ["auditLogs", "signIns", _, rest, ..]
+        | ["auditLogs", rest, ..] => Err(GraphError::unknown_segment(rest)),
         [first, ..] if !first.is_empty() => Err(GraphError::unknown_segment(first)),
         _ => Err(GraphError::new(
             400,

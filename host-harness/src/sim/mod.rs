@@ -16,7 +16,10 @@
 //!   [`Simulator::report_base_url`]) that serves the CSV; JSON with `$format=application/json`
 //! - `GET /{v1.0|beta}/reports/authenticationMethods/userRegistrationDetails`, `.../{id}`
 //! - `GET|PATCH /{v1.0|beta}/admin/reportSettings`
-//! - `GET /_sim/tenant` (ground truth as JSON, no auth), `GET /_sim/config` (connector TOML)
+//! - `GET /{v1.0|beta}/auditLogs/signIns`: the sign-in log up to the simulator clock
+//!   ([`Simulator::now`]), within the retention window
+//! - `GET /_sim/tenant` (ground truth as JSON, no auth), `GET /_sim/config` (connector TOML),
+//!   `GET /_sim/now` (the simulator clock)
 //!
 //! See `docs/simulator.md` for the quirks reproduced and the ground truth.
 
@@ -26,14 +29,16 @@ mod graph;
 mod identity;
 mod odata;
 mod proxy;
+pub mod signins;
 pub mod tenant;
 #[cfg(test)]
 mod tests;
 pub mod usage;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -43,6 +48,10 @@ use serde::Serialize;
 
 pub use faults::{FaultParseError, Faults};
 pub use identity::DEFAULT_PERMISSIONS;
+pub use signins::{
+    AppliedConditionalAccessPolicy, DeviceDetail, GeoCoordinates, SIGN_IN_APPS, SignInApp,
+    SignInLocation, SignInLog, SignInStatus, SimSignIn,
+};
 pub use tenant::{
     AssignedLicense, LicenseAssignmentState, PrepaidUnits, ServicePlan, SimGroup, SimSku, SimUser,
     Tenant,
@@ -151,6 +160,13 @@ pub(crate) struct Shared {
     pub(crate) concealed: AtomicBool,
     pub(crate) log: Mutex<Vec<RecordedRequest>>,
     pub(crate) drops: Option<Arc<proxy::Registry>>,
+    /// The simulator clock (sign-ins only).
+    pub(crate) clock: Mutex<time::OffsetDateTime>,
+    /// The sign-in log, generated on first use.
+    pub(crate) sign_in_log: OnceLock<SignInLog>,
+    /// `signin-throttle`: per app id, the current 10 s window of the
+    /// simulator clock and the requests counted in it.
+    pub(crate) sign_in_windows: Mutex<HashMap<String, (i64, u64)>>,
 }
 
 impl Shared {
@@ -160,6 +176,22 @@ impl Shared {
 
     pub(crate) fn concealed(&self) -> bool {
         self.concealed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn sign_in_log(&self) -> &SignInLog {
+        self.sign_in_log
+            .get_or_init(|| SignInLog::generate(&self.tenant))
+    }
+
+    /// Days of sign-ins `/auditLogs/signIns` keeps.
+    pub(crate) fn retention_days(&self) -> u32 {
+        self.faults()
+            .signin_retention_days
+            .unwrap_or(signins::DEFAULT_RETENTION_DAYS)
     }
 }
 
@@ -332,6 +364,9 @@ impl Simulator {
             report_key: rand::random(),
             log: Mutex::new(Vec::new()),
             drops: proxy.as_ref().map(|p| p.registry()),
+            clock: Mutex::new(signins::default_now()),
+            sign_in_log: OnceLock::new(),
+            sign_in_windows: Mutex::new(HashMap::new()),
         });
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -422,6 +457,48 @@ impl Simulator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// The simulator clock: what `/auditLogs/signIns` treats as "now".
+    /// Starts at the reference date 12:00 UTC (2026-11-20T12:00:00Z) and only
+    /// moves through [`Simulator::set_now`] and [`Simulator::advance`].
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.shared.now()
+    }
+
+    /// Sets the simulator clock.
+    pub fn set_now(&self, now: time::OffsetDateTime) {
+        *self.shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// Moves the simulator clock by `by` (negative moves it back).
+    pub fn advance(&self, by: time::Duration) {
+        let mut clock = self.shared.clock.lock().unwrap_or_else(|e| e.into_inner());
+        *clock += by;
+    }
+
+    /// Sign-in log retention in days: 30 (Entra ID P1/P2), or the
+    /// `signin-retention-days` fault.
+    pub fn retention_days(&self) -> u32 {
+        self.shared.retention_days()
+    }
+
+    /// Ground truth: every generated sign-in with `from <= createdDateTime < to`,
+    /// oldest first, whatever the clock and the retention (the history spans
+    /// the reference date ± 60 days).
+    pub fn sign_ins_between(
+        &self,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> Vec<SimSignIn> {
+        self.shared
+            .sign_in_log()
+            .between(&self.shared.tenant, from, to)
+    }
+
+    /// The tenant's sign-in log (generated on first use, then shared with the endpoint).
+    pub fn sign_in_log(&self) -> &SignInLog {
+        self.shared.sign_in_log()
     }
 
     /// A connector configuration pointing at this simulator.
@@ -626,6 +703,13 @@ fn sim_admin(shared: &Shared, req: &Incoming, rest: &[&str]) -> SimResponse {
             SimResponse::new(200, "application/json; charset=utf-8", body)
         }
         ["config"] => SimResponse::new(200, "text/plain; charset=utf-8", config_toml(shared)),
+        ["now"] => {
+            let now = shared
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            SimResponse::new(200, "text/plain; charset=utf-8", format!("{now}\n"))
+        }
         ["faults"] => SimResponse::new(
             200,
             "text/plain; charset=utf-8",
@@ -634,7 +718,7 @@ fn sim_admin(shared: &Shared, req: &Incoming, rest: &[&str]) -> SimResponse {
         _ => SimResponse::new(
             404,
             "text/plain; charset=utf-8",
-            "known: /_sim/tenant, /_sim/config, /_sim/faults\n",
+            "known: /_sim/tenant, /_sim/config, /_sim/faults, /_sim/now\n",
         ),
     }
 }

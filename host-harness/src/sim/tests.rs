@@ -2099,3 +2099,431 @@ fn config_names_the_report_host() {
     assert_eq!(v["reference_date"], "2026-11-20");
     assert_eq!(v["report_refresh_date"], "2026-11-18");
 }
+
+// ---------------------------------------------------------------------------
+// /auditLogs/signIns
+
+const SIGN_INS: &str = "/v1.0/auditLogs/signIns";
+
+fn iso(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Follows every nextLink from `url`; returns the items and the nextLinks.
+fn all_sign_in_pages(c: &Client, token: &str, url: &str) -> (Vec<Value>, Vec<String>) {
+    let mut url = url.to_string();
+    let mut items = Vec::new();
+    let mut links = Vec::new();
+    loop {
+        let r = c.get(&url, token, &[]);
+        assert_eq!(r.status, 200, "{url}: {}", r.text);
+        let v = r.json();
+        items.extend(v["value"].as_array().unwrap().iter().cloned());
+        match v["@odata.nextLink"].as_str() {
+            Some(next) => {
+                links.push(next.to_string());
+                url = next.to_string();
+            }
+            None => break,
+        }
+        assert!(links.len() < 2000, "paging does not end");
+    }
+    (items, links)
+}
+
+fn enabled_plan(t: &Tenant, u: &SimUser, names: &[&str]) -> bool {
+    u.assigned_licenses.iter().any(|l| {
+        t.sku_by_id(&l.sku_id).is_some_and(|s| {
+            s.service_plans.iter().any(|p| {
+                names.contains(&p.service_plan_name.as_str())
+                    && !l.disabled_plans.contains(&p.service_plan_id)
+            })
+        })
+    })
+}
+
+#[test]
+fn sign_in_ground_truth_follows_licences_and_sign_in_activity() {
+    let sim = start(300, "");
+    let t = sim.tenant();
+    assert_eq!(iso(sim.now()), "2026-11-20T12:00:00Z");
+    assert_eq!(sim.retention_days(), 30);
+    let all = t.sign_ins();
+    assert_eq!(all.len(), sim.sign_in_log().len());
+    let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$").unwrap();
+    let (start_t, end_t) = (signins::history_start(), signins::history_end());
+    assert_eq!(iso(start_t), "2026-09-21T00:00:00Z");
+    assert_eq!(iso(end_t), "2027-01-19T00:00:00Z");
+    let mut ids = HashSet::new();
+    for w in all.windows(2) {
+        assert!(w[0].created <= w[1].created);
+        assert!(w[0].created_date_time <= w[1].created_date_time);
+    }
+    let day_after = time::macros::datetime!(2026-11-21 00:00 UTC);
+    for e in &all {
+        assert!(
+            stamp.is_match(&e.created_date_time),
+            "{}",
+            e.created_date_time
+        );
+        assert!(e.created >= start_t && e.created < end_t);
+        assert!(e.is_interactive);
+        assert!(ids.insert(e.id.clone()), "duplicate id {}", e.id);
+        let u = t.user_by_id(&e.user_id).unwrap();
+        assert_eq!(e.user_principal_name, u.user_principal_name);
+        assert_eq!(e.user_display_name, u.display_name);
+        assert!(u.sign_in_activity.is_some());
+        let app = SIGN_IN_APPS.iter().find(|a| a.app_id == e.app_id).unwrap();
+        assert_eq!(e.app_display_name, app.app_display_name);
+        assert_eq!(e.resource_id, app.resource_id);
+        assert_eq!(e.product, app.product);
+        match app.product {
+            Some(signins::PRODUCT_POWER_BI) => assert!(enabled_plan(t, u, &["BI_AZURE_P2"])),
+            Some(signins::PRODUCT_PROJECT) => assert!(enabled_plan(
+                t,
+                u,
+                &["PROJECT_CLIENT_SUBSCRIPTION", "SHAREPOINT_PROJECT"]
+            )),
+            Some(signins::PRODUCT_VISIO) => assert!(enabled_plan(
+                t,
+                u,
+                &["VISIO_CLIENT_SUBSCRIPTION", "VISIOONLINE"]
+            )),
+            Some(_) => assert!(!u.assigned_licenses.is_empty()),
+            None => {}
+        }
+        if e.created >= day_after {
+            assert!(u.account_enabled, "disabled users stop signing in");
+        }
+        assert_eq!(e.succeeded(), e.status.failure_reason.is_none());
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 24, "{v}");
+        assert_eq!(v["riskEventTypes_v2"], serde_json::json!([]));
+        assert_eq!(v["status"]["errorCode"], e.status.error_code);
+    }
+    for product in [
+        signins::PRODUCT_POWER_BI,
+        signins::PRODUCT_DYNAMICS_365,
+        signins::PRODUCT_PROJECT,
+        signins::PRODUCT_VISIO,
+    ] {
+        assert!(all.iter().any(|e| e.product == Some(product)), "{product}");
+    }
+    let failed = all.iter().filter(|e| !e.succeeded()).count() as f64 / all.len() as f64;
+    assert!((0.04..0.2).contains(&failed), "failed {failed}");
+    assert!(all.iter().any(|e| e.status.error_code == 50126));
+    // Up to the end of the reference date, the log agrees with signInActivity.
+    for u in &t.users {
+        let before: Vec<&SimSignIn> = all
+            .iter()
+            .filter(|e| e.user_id == u.id && e.created < day_after)
+            .collect();
+        match (&u.sign_in_activity, before.last()) {
+            (None, last) => assert!(last.is_none()),
+            (Some(a), Some(last)) => {
+                assert_eq!(last.created_date_time[..19], a.last_sign_in_date_time[..19]);
+                assert_eq!(last.id, a.last_sign_in_request_id);
+                let failing_tail = a.last_successful_sign_in_date_time.as_str()
+                    < a.last_sign_in_date_time.as_str();
+                assert_eq!(last.succeeded(), !failing_tail, "{}", u.id);
+            }
+            (Some(a), None) => {
+                assert!(a.last_sign_in_date_time.as_str() < "2026-09-21", "{}", u.id)
+            }
+        }
+    }
+    // Some users sign in, some never do; the helper is inclusive-exclusive.
+    assert!(t.users.iter().any(|u| u.sign_in_activity.is_none()));
+    let first = &all[10];
+    let got = sim.sign_ins_between(first.created, all[20].created);
+    assert_eq!(got.first(), Some(first));
+    assert_eq!(got.len(), all[10..20].len());
+    assert_eq!(Tenant::generate(42, 300).sign_ins(), all);
+}
+
+#[test]
+fn sign_ins_are_newest_first_within_the_retention_window() {
+    let sim = start(250, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let now = sim.now();
+    let r = c.get(SIGN_INS, &token, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let v = r.json();
+    assert_eq!(
+        v["@odata.context"],
+        format!("{}/v1.0/$metadata#auditLogs/signIns", sim.base_url())
+    );
+    let first_page = v["value"].as_array().unwrap();
+    assert_eq!(first_page.len(), 1000);
+    let next = v["@odata.nextLink"].as_str().unwrap();
+    let token_re = regex::Regex::new(r"\$skiptoken=[0-9a-f]{32}_1$").unwrap();
+    assert!(token_re.is_match(next), "{next}");
+    assert!(next.starts_with(&format!("{}/v1.0/auditLogs/signIns?", sim.base_url())));
+
+    let (items, _) = all_sign_in_pages(&c, &token, SIGN_INS);
+    let mut truth = sim.sign_ins_between(
+        now - time::Duration::days(30),
+        now + time::Duration::nanoseconds(1),
+    );
+    truth.reverse();
+    assert!(truth.len() > 1000, "{}", truth.len());
+    assert_eq!(items.len(), truth.len());
+    for (item, e) in items.iter().zip(&truth) {
+        assert_eq!(item, &serde_json::to_value(e).unwrap());
+    }
+    let stamps: Vec<&str> = items
+        .iter()
+        .map(|i| i["createdDateTime"].as_str().unwrap())
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    assert!(stamps[0] <= "2026-11-20T12:00:00.0000000Z");
+    assert!(*stamps.last().unwrap() >= "2026-10-21T12:00:00.0000000Z");
+
+    // A Free tenant's 7 days.
+    let sim7 = start(250, "signin-retention-days=7");
+    assert_eq!(sim7.retention_days(), 7);
+    let c7 = Client::new(&sim7);
+    let token7 = c7.token(&sim7);
+    let (items7, _) = all_sign_in_pages(&c7, &token7, SIGN_INS);
+    let truth7 = sim7.sign_ins_between(
+        now - time::Duration::days(7),
+        now + time::Duration::nanoseconds(1),
+    );
+    assert_eq!(items7.len(), truth7.len());
+    assert!(items7.len() < items.len());
+    assert!(
+        items7
+            .iter()
+            .all(|i| i["createdDateTime"].as_str().unwrap() >= "2026-11-13T12:00:00.0000000Z")
+    );
+}
+
+#[test]
+fn sign_in_paging_covers_every_event_once_and_repeats_the_query() {
+    let sim = start(120, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let filter =
+        "createdDateTime ge 2026-11-16T00:00:00Z and createdDateTime lt 2026-11-18T00:00:00Z";
+    let url = format!("{SIGN_INS}?$filter={filter}&$top=7");
+    let (items, links) = all_sign_in_pages(&c, &token, &url);
+    let truth = sim.sign_ins_between(
+        time::macros::datetime!(2026-11-16 00:00 UTC),
+        time::macros::datetime!(2026-11-18 00:00 UTC),
+    );
+    assert!(truth.len() > 14, "{}", truth.len());
+    assert_eq!(links.len(), truth.len().div_ceil(7) - 1);
+    let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no event twice");
+    let expected: Vec<&str> = truth.iter().rev().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    let token_re = regex::Regex::new(r"\$skiptoken=([0-9a-f]{32})_(\d+)$").unwrap();
+    for (n, link) in links.iter().enumerate() {
+        assert!(link.starts_with(&sim.base_url()), "{link}");
+        assert!(
+            link.contains(&format!("$filter={}", filter.replace(' ', "%20"))),
+            "{link}"
+        );
+        assert!(link.contains("$top=7&$skiptoken="), "{link}");
+        let caps = token_re.captures(link).unwrap_or_else(|| panic!("{link}"));
+        assert_eq!(caps[2].parse::<usize>().unwrap(), n + 1);
+    }
+    // A token does not carry over to another filter, nor survive tampering.
+    let other = links[0].replace("2026-11-16", "2026-11-15");
+    assert_graph_error(&c.get(&other, &token, &[]), 400, "Request_BadRequest");
+    let r = c.get(
+        &format!("{SIGN_INS}?$skiptoken=0123456789abcdef0123456789abcdef_1"),
+        &token,
+        &[],
+    );
+    assert_graph_error(&r, 400, "Request_BadRequest");
+    // Filters by app, user and status.
+    let pbi = "871c010f-5e61-4fb1-83ac-98610a7e9110";
+    let (items, _) = all_sign_in_pages(&c, &token, &format!("{SIGN_INS}?$filter=appId eq '{pbi}'"));
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|i| i["appId"] == pbi && i["resourceDisplayName"] == "Power BI Service")
+    );
+    let someone = &truth[0];
+    let (items, _) = all_sign_in_pages(
+        &c,
+        &token,
+        &format!(
+            "{SIGN_INS}?$filter=userPrincipalName eq '{}' and {filter}",
+            someone.user_principal_name.to_uppercase()
+        ),
+    );
+    let mine = truth
+        .iter()
+        .filter(|e| e.user_id == someone.user_id)
+        .count();
+    assert_eq!(items.len(), mine);
+    let (by_id, _) = all_sign_in_pages(
+        &c,
+        &token,
+        &format!(
+            "{SIGN_INS}?$filter={filter} and userId eq '{}'",
+            someone.user_id
+        ),
+    );
+    assert_eq!(by_id, items);
+    let (failed, _) = all_sign_in_pages(
+        &c,
+        &token,
+        &format!("{SIGN_INS}?$filter=status/errorCode ne 0 and {filter}"),
+    );
+    assert_eq!(
+        failed.len(),
+        truth.iter().filter(|e| !e.succeeded()).count()
+    );
+    assert!(failed.iter().all(|i| i["status"]["errorCode"] != 0));
+    let r = c.get(&format!("{SIGN_INS}?$top=2&$select=id,appId"), &token, &[]);
+    let first = &r.json()["value"][0];
+    assert_eq!(first.as_object().unwrap().len(), 2, "{first}");
+}
+
+#[test]
+fn advancing_the_clock_reveals_new_sign_ins() {
+    let sim = start(150, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let newest = |c: &Client| -> Option<String> {
+        let r = c.get(&format!("{SIGN_INS}?$top=1"), &token, &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["value"][0]["createdDateTime"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let before = newest(&c).unwrap();
+    assert!(before.as_str() <= "2026-11-20T12:00:00.0000000Z");
+    let old_now = sim.now();
+    sim.advance(time::Duration::days(3));
+    assert_eq!(iso(sim.now()), "2026-11-23T12:00:00Z");
+    assert_eq!(
+        c.get("/_sim/now", "", &[]).text.trim(),
+        "2026-11-23T12:00:00Z"
+    );
+    let revealed = sim.sign_ins_between(old_now + time::Duration::nanoseconds(1), sim.now());
+    assert!(!revealed.is_empty());
+    let after = newest(&c).unwrap();
+    assert!(after > before);
+    assert_eq!(after, revealed.last().unwrap().created_date_time);
+    // Back to the start: the future is hidden again.
+    sim.set_now(old_now);
+    assert_eq!(newest(&c).unwrap(), before);
+    // Past the generated history and its retention: nothing left.
+    sim.set_now(time::macros::datetime!(2027-03-01 00:00 UTC));
+    let r = c.get(SIGN_INS, &token, &[]);
+    assert_eq!(r.json()["value"], serde_json::json!([]));
+    assert!(r.json().get("@odata.nextLink").is_none());
+}
+
+#[test]
+fn sign_ins_need_both_permissions_and_premium() {
+    for missing in ["AuditLog.Read.All", "Directory.Read.All"] {
+        let sim = start(10, &format!("missing-permission={missing}"));
+        let c = Client::new(&sim);
+        let token = c.token(&sim);
+        let r = c.get(SIGN_INS, &token, &[]);
+        assert_graph_error(&r, 403, "Authorization_RequestDenied");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "Insufficient privileges to complete the operation."
+        );
+    }
+    let sim = start(10, "non-premium");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(SIGN_INS, &token, &[]);
+    assert_graph_error(
+        &r,
+        403,
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+    );
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Neither tenant is B2C or tenant doesn't have premium license"
+    );
+}
+
+#[test]
+fn sign_in_filter_and_paging_errors() {
+    let sim = start(10, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let cases: &[(&str, &str)] = &[
+        (
+            "$filter=createdDateTime ge '2026-11-01T00:00:00Z'",
+            "BadRequest",
+        ),
+        ("$filter=createdDateTime ge yesterday", "BadRequest"),
+        (
+            "$filter=createdDateTime eq 2026-11-01T00:00:00Z",
+            "Request_UnsupportedQuery",
+        ),
+        (
+            "$filter=appId eq 871c010f-5e61-4fb1-83ac-98610a7e9110",
+            "BadRequest",
+        ),
+        (
+            "$filter=appId eq 'a' or appId eq 'b'",
+            "Request_UnsupportedQuery",
+        ),
+        ("$filter=userType eq 'Guest'", "BadRequest"),
+        ("$filter=createdDateTime ge", "BadRequest"),
+        ("$top=1001", "Request_UnsupportedQuery"),
+        ("$top=0", "Request_UnsupportedQuery"),
+        ("$orderby=createdDateTime", "Request_UnsupportedQuery"),
+        ("$skiptoken=garbage", "Request_BadRequest"),
+    ];
+    for (query, code) in cases {
+        let r = c.get(&format!("{SIGN_INS}?{query}"), &token, &[]);
+        assert_graph_error(&r, 400, code);
+    }
+    let r = c.get(&format!("{SIGN_INS}?$top=1000"), &token, &[]);
+    assert_eq!(r.status, 200);
+    let r = c.get(
+        &format!("{SIGN_INS}?$filter=createdDateTime le 2026-11-01"),
+        &token,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = c.get("/v1.0/auditLogs/directoryAudits", &token, &[]);
+    assert_graph_error(&r, 400, "BadRequest");
+}
+
+#[test]
+fn sign_in_throttling_follows_the_simulator_clock() {
+    let sim = start(10, "signin-throttle");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let url = format!("{SIGN_INS}?$top=1");
+    let statuses: Vec<u16> = (0..7).map(|_| c.get(&url, &token, &[]).status).collect();
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429, 200]);
+    sim.advance(time::Duration::seconds(10));
+    let statuses: Vec<u16> = (0..6).map(|_| c.get(&url, &token, &[]).status).collect();
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429]);
+    let r = c.get(&url, &token, &[]);
+    assert_eq!(r.status, 200);
+    for _ in 0..4 {
+        c.get(&url, &token, &[]);
+    }
+    let r = c.get(&url, &token, &[]);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("10"));
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "TooManyRequests");
+    assert_eq!(v["error"]["innerError"]["status"], "429");
+    // Other endpoints are not counted.
+    assert_eq!(c.get("/v1.0/organization", &token, &[]).status, 200);
+}

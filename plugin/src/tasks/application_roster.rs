@@ -17,7 +17,8 @@ use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
 use crate::host::Level;
 use crate::reports::{self, Period, ReportFn, is_concealed_upn};
-use crate::tasks::license_information::SUBSCRIBED_SKUS;
+pub use crate::tasks::sources::{CONCEALED_FIX, REPORT_SETTINGS, concealed_setting};
+use crate::tasks::sources::{Source, days_between, degrade, sku_names};
 use crate::tasks::{Emitter, TaskSummary};
 
 pub const NAME: &str = "application-roster";
@@ -35,10 +36,6 @@ pub const USERS: Need = Need::new(
 pub const REGISTRATION: Need = Need::new(
     "GET /v1.0/reports/authenticationMethods/userRegistrationDetails",
     &["AuditLog.Read.All", "UserAuthenticationMethod.Read.All"],
-);
-pub const REPORT_SETTINGS: Need = Need::new(
-    "GET /v1.0/admin/reportSettings",
-    &["ReportSettings.Read.All", "ReportSettings.ReadWrite.All"],
 );
 
 pub const ACTIVATIONS: ReportFn = ReportFn::new(
@@ -67,9 +64,6 @@ userType,accountEnabled,createdDateTime,onPremisesSyncEnabled,assignedLicenses,l
 /// Graph serves at most 500 users per page when signInActivity is selected.
 const SIGN_IN_PAGE_CAP: u32 = 500;
 const NEVER: &str = "0001-01-01T00:00:00Z";
-
-pub const CONCEALED_FIX: &str = "turn off Microsoft 365 admin center > Settings > Org settings > Services > Reports > \
-\"Display concealed user, group, and site names in all reports\" (a Global Administrator can; it applies within minutes)";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -101,45 +95,6 @@ pub fn options_schema() -> Value {
         "period": {"type": "string", "enum": ["D7", "D30", "D90", "D180"], "default": "D30",
                    "description": "Report period of the usage reports that take one (activations take none)."}
     }})
-}
-
-/// How one source fared, for the summary and each record's provenance.
-#[derive(Debug, Clone, Default)]
-struct Source {
-    /// ok, concealed, unavailable
-    status: &'static str,
-    reason: Option<String>,
-    refresh_date: Option<String>,
-    period: Option<u64>,
-}
-
-impl Source {
-    fn ok() -> Self {
-        Source {
-            status: "ok",
-            ..Default::default()
-        }
-    }
-
-    fn unavailable(reason: String) -> Self {
-        Source {
-            status: "unavailable",
-            reason: Some(reason),
-            ..Default::default()
-        }
-    }
-
-    fn concealed() -> Self {
-        Source {
-            status: "concealed",
-            reason: Some(format!("report names are concealed; {CONCEALED_FIX}")),
-            ..Default::default()
-        }
-    }
-
-    fn summary(&self) -> Value {
-        json!({"status": self.status, "reason": self.reason, "refresh_date": self.refresh_date, "period": self.period})
-    }
 }
 
 #[derive(Default)]
@@ -271,71 +226,16 @@ pub const SIGN_IN_ACTIVITY_AND_USERS: Need = Need::new(
     &["AuditLog.Read.All (with User.Read.All)"],
 );
 
-/// An optional source failed: degrade with a warning when the failure is about access.
-fn degrade(e: ConnectorError, what: &str, warnings: &mut Vec<String>) -> Result<Source> {
-    let reason = match &e {
-        ConnectorError::Permission { permissions, .. } => {
-            format!(
-                "missing permission: grant one of {} (application permission, admin consent)",
-                permissions.join(", ")
-            )
-        }
-        ConnectorError::LicenceRequired { licence, .. } => format!("the tenant has no {licence}"),
-        _ => return Err(e),
-    };
-    warnings.push(format!("{what} unavailable: {reason}"));
-    Ok(Source::unavailable(reason))
-}
-
 fn read_skus(
     graph: &mut Graph,
     catalog: &Catalog,
     lookups: &mut Lookups,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let url = graph.url("/v1.0/subscribedSkus?$select=skuId,skuPartNumber");
-    let mut skus = HashMap::new();
-    let result = graph.get_pages(&url, &SUBSCRIBED_SKUS, &[], |page| {
-        for sku in page {
-            let id = sku
-                .get("skuId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let part = sku
-                .get("skuPartNumber")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let name = catalog
-                .sku(&id)
-                .map(|k| k.product_name.clone())
-                .unwrap_or_else(|| part.clone());
-            skus.insert(id, (part, name));
-        }
-        Ok(())
-    });
-    let source = match result {
-        Ok(_) => Source::ok(),
-        Err(e) => degrade(e, "SKU part numbers (subscribedSkus)", warnings)?,
-    };
+    let (skus, source) = sku_names(graph, catalog, warnings)?;
     lookups.skus = skus;
     lookups.sources.insert("subscribedSkus", source);
     Ok(())
-}
-
-/// Whether report names are concealed, from the tenant setting when readable.
-pub fn concealed_setting(graph: &mut Graph) -> Option<bool> {
-    let url = graph.url("/v1.0/admin/reportSettings");
-    let value = graph.get_json(&url, &REPORT_SETTINGS).ok()?;
-    // The documented example wraps the object in "value"; accept both shapes.
-    let settings = value
-        .get("value")
-        .filter(|v| v.is_object())
-        .unwrap_or(&value);
-    settings
-        .get("displayConcealedNames")
-        .and_then(Value::as_bool)
 }
 
 fn read_reports(
@@ -536,16 +436,6 @@ fn probe_sign_in(graph: &mut Graph, warnings: &mut Vec<String>) -> Result<Source
 fn sign_in_time(activity: Option<&Value>, field: &str) -> Option<String> {
     let text = activity?.get(field)?.as_str()?;
     (!text.is_empty() && text != NEVER).then(|| text.to_string())
-}
-
-fn days_between(now_ms: u64, date: &str) -> Option<i64> {
-    let day = time::Date::parse(
-        date.get(..10)?,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
-    let then = day.midnight().assume_utc().unix_timestamp();
-    Some(((now_ms / 1000) as i64 - then).div_euclid(86_400))
 }
 
 fn mb(bytes: Option<u64>) -> Value {

@@ -1,8 +1,10 @@
 //! The tasks the connector runs. Each streams its records to the host through an [`Emitter`]
 //! and returns a [`TaskSummary`].
 
+pub mod application_access;
 pub mod application_roster;
 pub mod license_information;
+pub mod sources;
 
 use serde_json::Value;
 

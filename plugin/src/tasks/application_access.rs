@@ -1,0 +1,746 @@
+//! Task `application-access`: when each user last used each Microsoft 365 app.
+//!
+//! Exchange, OneDrive, SharePoint, Skype for Business, Yammer and Teams come from
+//! `getOffice365ActiveUserDetail`, Outlook from `getEmailActivityUserDetail`, and Dynamics 365,
+//! Power BI, Project and Visio from the sign-in logs. Sign-in history outlives Microsoft's
+//! retention: the latest sign-in per user and app is kept through the `state` import (sharded
+//! by user id) and merged with each run's new sign-ins, read from a cursor. The host commits
+//! state only when the run succeeds, so the cursor never advances past a failed run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use crate::config::DomainFilter;
+use crate::error::{ConnectorError, Result};
+use crate::graph::{Graph, Need};
+use crate::host::Level;
+use crate::reports::{self, Period, ReportFn, is_concealed_upn};
+use crate::tasks::sources::{CONCEALED_FIX, Source, concealed_setting, degrade, sku_names};
+use crate::tasks::{Emitter, TaskSummary, application_roster::USERS};
+
+pub const NAME: &str = "application-access";
+pub const ENTITY: &str = "app-activity";
+pub const SKU_ENTITY: &str = "license-activity";
+
+pub const ACTIVE_USERS: ReportFn = ReportFn::new(
+    "getOffice365ActiveUserDetail",
+    true,
+    "GET /v1.0/reports/getOffice365ActiveUserDetail(period)",
+);
+pub const EMAIL_ACTIVITY: ReportFn = ReportFn::new(
+    "getEmailActivityUserDetail",
+    true,
+    "GET /v1.0/reports/getEmailActivityUserDetail(period)",
+);
+pub const SIGN_INS: Need = Need::new(
+    "GET /v1.0/auditLogs/signIns",
+    &["AuditLog.Read.All and Directory.Read.All"],
+);
+
+/// Apps read from getOffice365ActiveUserDetail: (app, column prefix).
+const REPORT_APPS: [(&str, &str); 6] = [
+    ("exchange", "Exchange"),
+    ("onedrive", "OneDrive"),
+    ("sharepoint", "SharePoint"),
+    ("skype_for_business", "Skype For Business"),
+    ("yammer", "Yammer"),
+    ("teams", "Teams"),
+];
+
+pub const APPS: [&str; 11] = [
+    "exchange",
+    "outlook",
+    "teams",
+    "onedrive",
+    "sharepoint",
+    "skype_for_business",
+    "yammer",
+    "dynamics_365",
+    "power_bi",
+    "project",
+    "visio",
+];
+const SIGN_IN_APPS: [&str; 4] = ["dynamics_365", "power_bi", "project", "visio"];
+
+/// Sign-ins are read again from this long before the cursor, so events that reached the log
+/// late are not missed; merging by max makes the overlap harmless.
+const OVERLAP_MS: u64 = 60 * 60 * 1000;
+/// Microsoft keeps sign-ins 30 days with Entra ID P1/P2 (7 without); a first run asks for 30.
+const RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Identity-and-access reports allow 5 requests per 10 s per app and tenant.
+const SIGN_IN_BUDGET: usize = 5;
+const SIGN_IN_WINDOW_MS: u64 = 10_000;
+const STATE_CURSOR: &str = "access.signins.cursor";
+const SHARDS: usize = 16;
+
+/// One row of the sign-in app mapping: an event belongs to `app` when its appId or resourceId
+/// is listed, or its appDisplayName / resourceDisplayName contains one of `names`
+/// (case-insensitive). The first matching row wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRule {
+    pub app: String,
+    pub ids: Vec<String>,
+    pub names: Vec<String>,
+}
+
+fn rule(app: &str, ids: &[&str], names: &[&str]) -> AppRule {
+    AppRule {
+        app: app.into(),
+        ids: ids.iter().map(|s| s.to_string()).collect(),
+        names: names.iter().map(|s| s.to_ascii_lowercase()).collect(),
+    }
+}
+
+/// The built-in mapping. Power BI and Dynamics 365 ids are Microsoft's first-party ids; Project
+/// and Visio have no documented ids and are matched by name.
+pub fn default_rules() -> Vec<AppRule> {
+    vec![
+        rule(
+            "power_bi",
+            &[
+                "871c010f-5e61-4fb1-83ac-98610a7e9110",
+                "00000009-0000-0000-c000-000000000000",
+                "7f67af8a-fedc-4b08-8b4e-37c4d127b6cf",
+                "ea0616ba-638b-4df5-95b9-636659ae5121",
+                "fc4979e5-0aa5-429f-b13a-5d1365be5566",
+            ],
+            &["power bi"],
+        ),
+        rule(
+            "dynamics_365",
+            &[
+                "00000007-0000-0000-c000-000000000000",
+                "00000015-0000-0000-c000-000000000000",
+                "ce9f9f18-dd0c-473e-b9b2-47812435e20d",
+                "60216f25-dbae-452b-83ae-6224158ce95e",
+                "5a24b264-c8f3-474d-92f6-a998cca942c1",
+                "8d25f88c-09fe-41eb-9ee1-0545adf985df",
+            ],
+            &["dynamics", "dataverse"],
+        ),
+        rule(
+            "project",
+            &["2f3b013e-5dc4-4b2a-831f-47ba08353237"],
+            &["project online", "microsoft project"],
+        ),
+        rule("visio", &[], &["visio"]),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub period: Period,
+    pub rules: Vec<AppRule>,
+}
+
+pub fn parse_options(text: &str) -> Result<Options> {
+    let map = crate::tasks::parse_options(NAME, text, &["period", "sign_in_apps"])?;
+    let period = match map.get("period") {
+        None => Period::D30,
+        Some(Value::String(p)) => Period::parse(p).ok_or_else(|| {
+            ConnectorError::request(
+                "options.period",
+                format!("'{p}' is not a report period; use D7, D30, D90 or D180"),
+            )
+        })?,
+        Some(other) => {
+            return Err(ConnectorError::request(
+                "options.period",
+                format!("must be a string, got {other}"),
+            ));
+        }
+    };
+    let mut rules = Vec::new();
+    if let Some(value) = map.get("sign_in_apps") {
+        let Some(items) = value.as_array() else {
+            return Err(ConnectorError::request(
+                "options.sign_in_apps",
+                "must be a list of {app, ids, names}",
+            ));
+        };
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("options.sign_in_apps[{i}]");
+            let app = item.get("app").and_then(Value::as_str).unwrap_or("");
+            if !SIGN_IN_APPS.contains(&app) {
+                return Err(ConnectorError::request(
+                    format!("{field}.app"),
+                    format!(
+                        "'{app}' is not a sign-in app; use one of {}",
+                        SIGN_IN_APPS.join(", ")
+                    ),
+                ));
+            }
+            let strings = |key: &str| -> Result<Vec<String>> {
+                match item.get(key) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(v)) => v
+                        .iter()
+                        .map(|s| {
+                            s.as_str().map(str::to_ascii_lowercase).ok_or_else(|| {
+                                ConnectorError::request(
+                                    format!("{field}.{key}"),
+                                    "must be a list of strings",
+                                )
+                            })
+                        })
+                        .collect(),
+                    Some(_) => Err(ConnectorError::request(
+                        format!("{field}.{key}"),
+                        "must be a list of strings",
+                    )),
+                }
+            };
+            let (ids, names) = (strings("ids")?, strings("names")?);
+            if ids.is_empty() && names.is_empty() {
+                return Err(ConnectorError::request(
+                    field,
+                    "give at least one of ids or names",
+                ));
+            }
+            rules.push(AppRule {
+                app: app.to_string(),
+                ids,
+                names,
+            });
+        }
+    }
+    // User rules come first, so they override the built-in ones.
+    rules.extend(default_rules());
+    Ok(Options { period, rules })
+}
+
+pub fn options_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "period": {"type": "string", "enum": ["D7", "D30", "D90", "D180"], "default": "D30"},
+        "sign_in_apps": {"type": "array", "description": "Extra sign-in mapping rules, tried before the built-in ones.",
+            "items": {"type": "object", "required": ["app"], "additionalProperties": false, "properties": {
+                "app": {"type": "string", "enum": SIGN_IN_APPS},
+                "ids": {"type": "array", "items": {"type": "string"}},
+                "names": {"type": "array", "items": {"type": "string"}}}}}
+    }})
+}
+
+fn map_app<'a>(event: &Value, rules: &'a [AppRule]) -> Option<&'a str> {
+    let text = |f: &str| {
+        event
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let (app_id, resource_id) = (text("appId"), text("resourceId"));
+    let (app_name, resource_name) = (text("appDisplayName"), text("resourceDisplayName"));
+    rules
+        .iter()
+        .find(|r| {
+            r.ids.iter().any(|id| *id == app_id || *id == resource_id)
+                || r.names
+                    .iter()
+                    .any(|n| app_name.contains(n.as_str()) || resource_name.contains(n.as_str()))
+        })
+        .map(|r| r.app.as_str())
+}
+
+/// (app, last activity, licence assign date) per lower-case UPN, from the reports.
+type ReportActivity = HashMap<String, Vec<(&'static str, String, Option<String>)>>;
+
+/// The latest successful sign-in per user id and app, persisted across runs.
+type SignInHistory = HashMap<String, BTreeMap<String, String>>;
+
+fn shard_key(i: usize) -> String {
+    format!("access.signins.last.{i:x}")
+}
+
+fn shard_of(user_id: &str) -> usize {
+    user_id
+        .bytes()
+        .next()
+        .map(|b| (b as char).to_digit(16).unwrap_or(0) as usize)
+        .unwrap_or(0)
+        % SHARDS
+}
+
+fn iso(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+        .replace(".000", "")
+}
+
+fn parse_ms(text: &str) -> Option<u64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+pub fn run(
+    graph: &mut Graph,
+    catalog: &crate::catalog::Catalog,
+    domains: &DomainFilter,
+    page_size: u32,
+    options: &Options,
+) -> Result<TaskSummary> {
+    let mut warnings = Vec::new();
+    let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
+    let now_ms = graph.host().now_ms();
+
+    let (skus, sku_source) = sku_names(graph, catalog, &mut warnings)?;
+    sources.insert("subscribedSkus", sku_source);
+    let reports = read_reports(graph, options.period, &mut sources, &mut warnings)?;
+    let mut history = load_history(graph);
+    let sign_ins = read_sign_ins(graph, &options.rules, &mut history, now_ms, &mut warnings)?;
+    let sign_ins_ok = sign_ins.status == "ok";
+    sources.insert("signIns", sign_ins);
+
+    let period_start = now_ms.saturating_sub(period_days(options.period) * 86_400_000);
+    let mut emitter = Emitter::new(graph.host(), ENTITY);
+    let mut differentiation: BTreeMap<String, (u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+    let (mut total, mut excluded) = (0u64, 0u64);
+    let url = graph.url(&format!(
+        "/v1.0/users?$select=id,userPrincipalName,mail,assignedLicenses&$top={page_size}"
+    ));
+    graph.get_pages(&url, &USERS, &[], |users| {
+        for user in users {
+            total += 1;
+            let id = user.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let upn = user.get("userPrincipalName").and_then(Value::as_str).unwrap_or_default().to_string();
+            if !domains.includes(Some(&upn), user.get("mail").and_then(Value::as_str)) {
+                excluded += 1;
+                continue;
+            }
+            let mut active: Vec<&'static str> = Vec::new();
+            for (app, last, assigned) in reports.get(&upn.to_ascii_lowercase()).into_iter().flatten() {
+                let (source, refresh) = report_source(app, &sources);
+                emitter.push(json!({
+                    "user_id": id, "user_principal_name": upn, "app": app,
+                    "last_activity_date": last, "last_activity_at": Value::Null,
+                    "license_assign_date": assigned, "source": source, "report_refresh_date": refresh,
+                }))?;
+                if in_period(last, period_start) {
+                    active.push(app);
+                }
+            }
+            if sign_ins_ok {
+                for (app, at) in history.get(&id.to_ascii_lowercase()).into_iter().flatten() {
+                    let Some(app) = SIGN_IN_APPS.iter().copied().find(|a| a == app) else { continue };
+                    emitter.push(json!({
+                        "user_id": id, "user_principal_name": upn, "app": app,
+                        "last_activity_date": at.get(..10), "last_activity_at": at,
+                        "license_assign_date": Value::Null, "source": "signIns", "report_refresh_date": Value::Null,
+                    }))?;
+                    if in_period(at, period_start) {
+                        active.push(app);
+                    }
+                }
+            }
+            for sku in user.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
+                let Some(sku_id) = sku.get("skuId").and_then(Value::as_str) else { continue };
+                let entry = differentiation.entry(sku_id.to_ascii_lowercase()).or_default();
+                entry.0 += 1;
+                for app in &active {
+                    *entry.1.entry(app).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let emitted = emitter.finish()?;
+
+    let mut sku_emitter = Emitter::new(graph.host(), SKU_ENTITY);
+    let mut per_sku = Map::new();
+    for (sku_id, (assigned, active)) in &differentiation {
+        let (part, name) = skus.get(sku_id).cloned().unzip();
+        let active: Map<String, Value> = APPS
+            .iter()
+            .filter(|a| sign_ins_ok || !SIGN_IN_APPS.contains(a))
+            .map(|a| (a.to_string(), json!(active.get(a).copied().unwrap_or(0))))
+            .collect();
+        let record = json!({
+            "sku_id": sku_id, "sku_part_number": part, "product_name": name,
+            "assigned_users": assigned, "active_users": active, "period": options.period.as_str(),
+        });
+        per_sku.insert(
+            part.clone().unwrap_or_else(|| sku_id.clone()),
+            json!({"assigned_users": assigned, "active_users": record["active_users"]}),
+        );
+        sku_emitter.push(record)?;
+    }
+    let sku_count = sku_emitter.finish()?;
+
+    if sign_ins_ok {
+        save_history(graph, &history, now_ms)?;
+    } else {
+        warnings.push("Dynamics 365, Power BI, Project and Visio activity is unavailable (see sources.signIns)".into());
+    }
+    let mut summary = TaskSummary::new(NAME);
+    summary.count(ENTITY, emitted);
+    summary.count(SKU_ENTITY, sku_count);
+    summary.details = json!({
+        "users_total": total,
+        "users_out_of_scope": excluded,
+        "period": options.period.as_str(),
+        "sources": sources.iter().map(|(k, s)| (k.to_string(), s.summary())).collect::<Map<_, _>>(),
+        "license_differentiation": per_sku,
+    });
+    if excluded > 0 {
+        warnings.push(format!(
+            "{excluded} of {total} users are outside the configured domains"
+        ));
+    }
+    summary.warnings = warnings;
+    Ok(summary)
+}
+
+fn period_days(p: Period) -> u64 {
+    match p {
+        Period::D7 => 7,
+        Period::D30 => 30,
+        Period::D90 => 90,
+        Period::D180 => 180,
+    }
+}
+
+fn in_period(date: &str, start_ms: u64) -> bool {
+    let day = date.get(..10).unwrap_or("");
+    let start = iso(start_ms);
+    day >= &start[..10]
+}
+
+fn report_source(
+    app: &str,
+    sources: &BTreeMap<&'static str, Source>,
+) -> (&'static str, Option<String>) {
+    let name = if app == "outlook" {
+        EMAIL_ACTIVITY.name
+    } else {
+        ACTIVE_USERS.name
+    };
+    (name, sources.get(name).and_then(|s| s.refresh_date.clone()))
+}
+
+fn read_reports(
+    graph: &mut Graph,
+    period: Period,
+    sources: &mut BTreeMap<&'static str, Source>,
+    warnings: &mut Vec<String>,
+) -> Result<ReportActivity> {
+    let mut activity: ReportActivity = HashMap::new();
+    if concealed_setting(graph) == Some(true) {
+        sources.insert(ACTIVE_USERS.name, Source::concealed());
+        sources.insert(EMAIL_ACTIVITY.name, Source::concealed());
+        warnings.push(format!(
+            "report activity is not joined because report names are concealed: {CONCEALED_FIX}"
+        ));
+        return Ok(activity);
+    }
+    let all = [ACTIVE_USERS, EMAIL_ACTIVITY];
+    let mut any_concealed = false;
+    for (report, csv) in all.iter().zip(reports::download_all(graph, &all, period)) {
+        let mut found: ReportActivity = HashMap::new();
+        let outcome = csv.and_then(|mut csv| {
+            csv.require(&["Report Refresh Date", "User Principal Name"])?;
+            let mut source = Source::ok();
+            let (mut rows, mut hashed) = (0u64, 0u64);
+            csv.for_each(|row| {
+                rows += 1;
+                if source.refresh_date.is_none() {
+                    source.refresh_date = row.get("Report Refresh Date").map(str::to_string);
+                    source.period = row.u64("Report Period");
+                }
+                let Some(upn) = row.get("User Principal Name") else {
+                    return;
+                };
+                if is_concealed_upn(upn) {
+                    hashed += 1;
+                    return;
+                }
+                if row.bool("Is Deleted") == Some(true) {
+                    return;
+                }
+                let entry = found.entry(upn.to_ascii_lowercase()).or_default();
+                if report.name == EMAIL_ACTIVITY.name {
+                    if let Some(last) = row.get("Last Activity Date") {
+                        entry.push(("outlook", last.to_string(), None));
+                    }
+                } else {
+                    for (app, prefix) in REPORT_APPS {
+                        if let Some(last) = row.get(&format!("{prefix} Last Activity Date")) {
+                            let assigned = row
+                                .get(&format!("{prefix} License Assign Date"))
+                                .map(str::to_string);
+                            entry.push((app, last.to_string(), assigned));
+                        }
+                    }
+                }
+            })?;
+            if rows > 0 && hashed * 2 >= rows {
+                found.clear();
+                graph.host().log(
+                    Level::Warn,
+                    &format!(
+                        "{}: {hashed} of {rows} rows have concealed names",
+                        report.name
+                    ),
+                );
+                return Ok(Source {
+                    refresh_date: source.refresh_date,
+                    period: source.period,
+                    ..Source::concealed()
+                });
+            }
+            Ok(source)
+        });
+        let source = match outcome {
+            Ok(s) => s,
+            Err(e) => degrade(e, report.name, warnings)?,
+        };
+        any_concealed |= source.status == "concealed";
+        if source.status == "ok" {
+            for (upn, mut apps) in found {
+                activity.entry(upn).or_default().append(&mut apps);
+            }
+        }
+        sources.insert(report.name, source);
+    }
+    if any_concealed {
+        warnings.push(format!(
+            "report activity is not joined because report names are concealed: {CONCEALED_FIX}"
+        ));
+    }
+    Ok(activity)
+}
+
+fn load_history(graph: &Graph) -> SignInHistory {
+    let mut history = SignInHistory::new();
+    for i in 0..SHARDS {
+        let Some(text) = graph.host().state_get(&shard_key(i)) else {
+            continue;
+        };
+        match serde_json::from_str::<HashMap<String, BTreeMap<String, String>>>(&text) {
+            Ok(shard) => history.extend(shard),
+            Err(e) => graph.host().log(
+                Level::Warn,
+                &format!("ignoring unreadable sign-in history shard {i}: {e}"),
+            ),
+        }
+    }
+    history
+}
+
+fn save_history(graph: &Graph, history: &SignInHistory, now_ms: u64) -> Result<()> {
+    let mut shards: Vec<BTreeMap<&String, &BTreeMap<String, String>>> =
+        vec![BTreeMap::new(); SHARDS];
+    for (user, apps) in history {
+        shards[shard_of(user)].insert(user, apps);
+    }
+    for (i, shard) in shards.iter().enumerate() {
+        let text = serde_json::to_string(shard).unwrap_or_default();
+        graph.host().state_set(&shard_key(i), &text).map_err(|e| {
+            ConnectorError::Cancelled(format!("the host refused the sign-in history: {e}"))
+        })?;
+    }
+    graph
+        .host()
+        .state_set(STATE_CURSOR, &iso(now_ms))
+        .map_err(|e| ConnectorError::Cancelled(format!("the host refused the sign-in cursor: {e}")))
+}
+
+/// Reads successful sign-ins since the cursor (or as far back as retained) into `history`.
+fn read_sign_ins(
+    graph: &mut Graph,
+    rules: &[AppRule],
+    history: &mut SignInHistory,
+    now_ms: u64,
+    warnings: &mut Vec<String>,
+) -> Result<Source> {
+    let cursor = graph
+        .host()
+        .state_get(STATE_CURSOR)
+        .and_then(|c| parse_ms(&c));
+    let from = match cursor {
+        Some(c) => c.saturating_sub(OVERLAP_MS),
+        None => now_ms.saturating_sub(RETENTION_MS),
+    };
+    let filter = format!(
+        "createdDateTime ge {} and createdDateTime le {}",
+        iso(from),
+        iso(now_ms)
+    );
+    let mut url = graph.url(&format!(
+        "/v1.0/auditLogs/signIns?$top=1000&$filter={}",
+        encode(&filter)
+    ));
+    let mut recent: Vec<u64> = Vec::new();
+    let (mut pages, mut events, mut matched) = (0u64, 0u64, 0u64);
+    let mut staged: SignInHistory = HashMap::new();
+    loop {
+        // Pace to the documented budget instead of provoking 429s.
+        if recent.len() >= SIGN_IN_BUDGET {
+            let oldest = recent[recent.len() - SIGN_IN_BUDGET];
+            let ready = oldest + SIGN_IN_WINDOW_MS;
+            let now = graph.host().now_ms();
+            if now < ready {
+                graph.host().sleep_ms(ready - now);
+            }
+        }
+        recent.push(graph.host().now_ms());
+        let page = match graph.get_json(&url, &SIGN_INS) {
+            Ok(page) => page,
+            Err(e) if pages == 0 => return degrade(e, "sign-in logs", warnings),
+            Err(e) => return Err(e),
+        };
+        pages += 1;
+        let Some(items) = page.get("value").and_then(Value::as_array) else {
+            return Err(ConnectorError::Data(format!(
+                "{}: page {pages} has no `value` array",
+                SIGN_INS.endpoint
+            )));
+        };
+        for event in items {
+            events += 1;
+            let success = event.pointer("/status/errorCode").and_then(Value::as_i64) == Some(0);
+            let (Some(user), Some(at)) = (
+                event.get("userId").and_then(Value::as_str),
+                event.get("createdDateTime").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if !success {
+                continue;
+            }
+            if let Some(app) = map_app(event, rules) {
+                matched += 1;
+                let slot = staged
+                    .entry(user.to_ascii_lowercase())
+                    .or_default()
+                    .entry(app.to_string())
+                    .or_default();
+                if at > slot.as_str() {
+                    *slot = at.to_string();
+                }
+            }
+        }
+        match page.get("@odata.nextLink").and_then(Value::as_str) {
+            Some(next) if next != url => url = next.to_string(),
+            Some(_) => {
+                return Err(ConnectorError::Data(format!(
+                    "{}: page {pages} links to itself",
+                    SIGN_INS.endpoint
+                )));
+            }
+            None => break,
+        }
+    }
+    // Merge only once the whole window was read: the last activity is the max over all runs.
+    for (user, apps) in staged {
+        let known = history.entry(user).or_default();
+        for (app, at) in apps {
+            let slot = known.entry(app).or_default();
+            if at > *slot {
+                *slot = at;
+            }
+        }
+    }
+    graph.host().log(
+        Level::Info,
+        &format!(
+            "sign-ins since {}: {events} events on {pages} pages, {matched} for tracked apps",
+            iso(from)
+        ),
+    );
+    Ok(Source {
+        refresh_date: Some(iso(now_ms)),
+        ..Source::ok()
+    })
+}
+
+/// Percent-encodes a query value (spaces and reserved characters).
+fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+pub fn schema() -> Value {
+    let s = json!({"type": ["string", "null"]});
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "app-activity",
+        "description": "The last known activity of one user in one Microsoft 365 app.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["user_id", "user_principal_name", "app", "last_activity_date", "last_activity_at", "license_assign_date", "source", "report_refresh_date"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "user_principal_name": {"type": "string"},
+            "app": {"type": "string", "enum": APPS},
+            "last_activity_date": {"type": "string", "description": "YYYY-MM-DD"},
+            "last_activity_at": s,
+            "license_assign_date": s,
+            "source": {"type": "string", "enum": ["getOffice365ActiveUserDetail", "getEmailActivityUserDetail", "signIns"]},
+            "report_refresh_date": s
+        }
+    })
+}
+
+pub fn sku_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "license-activity",
+        "description": "Per SKU: how many assigned users were active in each app within the period.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["sku_id", "sku_part_number", "product_name", "assigned_users", "active_users", "period"],
+        "properties": {
+            "sku_id": {"type": "string"},
+            "sku_part_number": {"type": ["string", "null"]},
+            "product_name": {"type": ["string", "null"]},
+            "assigned_users": {"type": "integer", "minimum": 0},
+            "active_users": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "period": {"type": "string"}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_sign_ins_by_id_then_name_with_overrides_first() {
+        let rules = default_rules();
+        let pbi = json!({"appId": "871C010F-5E61-4FB1-83AC-98610A7E9110", "appDisplayName": "x"});
+        assert_eq!(map_app(&pbi, &rules), Some("power_bi"));
+        let crm = json!({"appId": "1", "resourceId": "00000007-0000-0000-c000-000000000000"});
+        assert_eq!(map_app(&crm, &rules), Some("dynamics_365"));
+        let visio = json!({"appId": "1", "appDisplayName": "Microsoft Visio Web"});
+        assert_eq!(map_app(&visio, &rules), Some("visio"));
+        let teams = json!({"appId": "1fec8e78-bce4-4aaf-ab1b-5451cc387264", "appDisplayName": "Microsoft Teams"});
+        assert_eq!(map_app(&teams, &rules), None);
+        let options = parse_options(r#"{"sign_in_apps":[{"app":"project","ids":["1fec8e78-bce4-4aaf-ab1b-5451cc387264"]}]}"#).unwrap();
+        assert_eq!(map_app(&teams, &options.rules), Some("project"));
+    }
+
+    #[test]
+    fn bad_mapping_options_name_the_field() {
+        let e = parse_options(r#"{"sign_in_apps":[{"app":"word","names":["x"]}]}"#).unwrap_err();
+        assert!(
+            matches!(e, ConnectorError::InvalidRequest { ref field, .. } if field == "options.sign_in_apps[0].app"),
+            "{e:?}"
+        );
+        let e = parse_options(r#"{"sign_in_apps":[{"app":"visio"}]}"#).unwrap_err();
+        assert!(
+            matches!(e, ConnectorError::InvalidRequest { ref field, .. } if field == "options.sign_in_apps[0]"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let ms = 1_795_000_000_000;
+        assert_eq!(parse_ms(&iso(ms)), Some(ms));
+        assert!(iso(ms).ends_with('Z'));
+    }
+}
