@@ -166,7 +166,15 @@ fn execute(command: Command) -> Result<i32> {
             plugin,
         } => {
             let prepared = config::load(&config)?;
-            run(load(&plugin)?, &prepared, &task, &options, out.as_deref()).map(|_| 0)
+            run(
+                load(&plugin)?,
+                &prepared,
+                &task,
+                &options,
+                out.as_deref(),
+                None,
+            )
+            .map(|_| 0)
         }
         Command::Simulate {
             addr,
@@ -275,6 +283,7 @@ fn run(
     task: &str,
     options: &str,
     out: Option<&Path>,
+    clock: Option<Arc<dyn host_harness::clock::Clock>>,
 ) -> Result<Vec<i64>> {
     let manifest = harness.describe()?;
     let tasks: Vec<String> = if task == "all" {
@@ -285,6 +294,9 @@ fn run(
     let progress = Arc::new(Progress::new());
     let mut runner = Runner::new(harness);
     runner.observer = progress.clone();
+    if let Some(clock) = clock {
+        runner.clock = clock;
+    }
     let mut runs = Vec::new();
     let mut failures = Vec::new();
     let mut first_error = None;
@@ -372,7 +384,11 @@ fn demo(harness: Harness, out: &Path, users: usize, seed: u64) -> Result<i32> {
         "Simulated tenant at {} with {users} users (seed {seed}).\n",
         sim.base_url()
     );
-    run(harness, &prepared, "all", "", Some(out))?;
+    // The simulated tenant lives at its own date: the connector sees the simulator's clock, so
+    // activity ages and sign-in windows line up, and waits (throttling pacing) are instant.
+    let now_ms = (sim.now().unix_timestamp_nanos() / 1_000_000) as u64;
+    let clock = Arc::new(host_harness::clock::VirtualClock::starting_at(now_ms));
+    run(harness, &prepared, "all", "", Some(out), Some(clock))?;
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap_or_default();
     let licenses = std::fs::read_to_string(out.join("license.jsonl")).unwrap_or_default();
     println!(

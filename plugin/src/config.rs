@@ -193,7 +193,7 @@ pub fn schema() -> Value {
                 "description": "Microsoft Graph host or URL, e.g. graph.microsoft.com. http:// only for loopback."},
             "domains": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                 "default": ["*"],
-                "description": "[\"*\"] = every user; otherwise only users whose UPN or mail domain is listed. \"*\" wins when mixed."},
+                "description": "[\"*\"] = every user; otherwise only users whose UPN domain is listed and who have a mail address. \"*\" wins when mixed."},
             "catalog_csv": {"type": "string",
                 "description": "Text of Microsoft's 'Product names and service plan identifiers for licensing' CSV, overriding built-in names."},
             "page_size": {"type": "integer", "minimum": 1, "maximum": 999, "default": 999,
