@@ -376,3 +376,63 @@ fn sign_in_pages_are_paced_to_five_per_ten_seconds_without_wasting_time() {
         "{pages} pages"
     );
 }
+
+#[test]
+fn concealed_report_names_drop_report_apps_but_keep_sign_ins() {
+    let f = Fixture::with_faults("concealed");
+    sync_clock(&f);
+    let outcome = run(&f);
+    let got = actual(&f, outcome.run_id);
+    assert!(
+        got.values().all(|r| r["source"] == "signIns"),
+        "no hashed report row is joined"
+    );
+    assert!(!got.is_empty(), "sign-in apps still reported");
+    assert!(
+        outcome
+            .summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("Display concealed user, group, and site names"))
+    );
+}
+
+#[test]
+fn the_domain_filter_applies_to_every_app() {
+    let f = Fixture::new(SimConfig {
+        users: 300,
+        seed: 17,
+        ..SimConfig::default()
+    });
+    sync_clock(&f);
+    let domain = f.sim.tenant().domains[1].clone();
+    let outcome = f
+        .runner
+        .run_task(
+            &f.prepared(&[("domains", &format!("[\"{domain}\"]"))]),
+            "application-access",
+            "",
+        )
+        .unwrap();
+    let in_scope: std::collections::BTreeSet<&str> = f
+        .sim
+        .tenant()
+        .users
+        .iter()
+        .filter(|u| {
+            u.user_principal_name
+                .to_ascii_lowercase()
+                .ends_with(&format!("@{domain}"))
+                && u.mail.is_some()
+        })
+        .map(|u| u.id.as_str())
+        .collect();
+    let got = actual(&f, outcome.run_id);
+    assert!(!got.is_empty());
+    assert!(got.keys().all(|(user, _)| in_scope.contains(user.as_str())));
+    let details: Value = serde_json::from_str(&outcome.summary.details).unwrap();
+    assert_eq!(
+        details["users_out_of_scope"],
+        f.sim.tenant().users.len() - in_scope.len()
+    );
+}
