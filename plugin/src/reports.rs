@@ -30,6 +30,15 @@ impl Period {
         }
     }
 
+    pub fn days(self) -> u64 {
+        match self {
+            Period::D7 => 7,
+            Period::D30 => 30,
+            Period::D90 => 90,
+            Period::D180 => 180,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Period::D7 => "D7",

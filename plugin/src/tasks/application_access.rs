@@ -136,21 +136,7 @@ pub struct Options {
 
 pub fn parse_options(text: &str) -> Result<Options> {
     let map = crate::tasks::parse_options(NAME, text, &["period", "sign_in_apps"])?;
-    let period = match map.get("period") {
-        None => Period::D30,
-        Some(Value::String(p)) => Period::parse(p).ok_or_else(|| {
-            ConnectorError::request(
-                "options.period",
-                format!("'{p}' is not a report period; use D7, D30, D90 or D180"),
-            )
-        })?,
-        Some(other) => {
-            return Err(ConnectorError::request(
-                "options.period",
-                format!("must be a string, got {other}"),
-            ));
-        }
-    };
+    let period = crate::tasks::period_option(&map)?;
     let mut rules = Vec::new();
     if let Some(value) = map.get("sign_in_apps") {
         let Some(items) = value.as_array() else {
@@ -294,7 +280,7 @@ pub fn run(
     let sign_ins_ok = sign_ins.status == "ok";
     sources.insert("signIns", sign_ins);
 
-    let period_start = now_ms.saturating_sub(period_days(options.period) * 86_400_000);
+    let period_start = now_ms.saturating_sub(options.period.days() * 86_400_000);
     let mut emitter = Emitter::new(graph.host(), ENTITY);
     let mut differentiation: BTreeMap<String, (u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
     let (mut total, mut excluded) = (0u64, 0u64);
@@ -391,15 +377,6 @@ pub fn run(
     }
     summary.warnings = warnings;
     Ok(summary)
-}
-
-fn period_days(p: Period) -> u64 {
-    match p {
-        Period::D7 => 7,
-        Period::D30 => 30,
-        Period::D90 => 90,
-        Period::D180 => 180,
-    }
 }
 
 fn in_period(date: &str, start_ms: u64) -> bool {

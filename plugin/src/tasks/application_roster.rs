@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
 use crate::config::{DomainFilter, Exclusion};
-use crate::error::{ConnectorError, Result};
+use crate::error::Result;
 use crate::graph::{Graph, Need};
 use crate::host::Level;
 use crate::reports::{self, Period, ReportFn, is_concealed_upn};
@@ -72,21 +72,7 @@ pub struct Options {
 
 pub fn parse_options(text: &str) -> Result<Options> {
     let map = crate::tasks::parse_options(NAME, text, &["period"])?;
-    let period = match map.get("period") {
-        None => Period::D30,
-        Some(Value::String(p)) => Period::parse(p).ok_or_else(|| {
-            ConnectorError::request(
-                "options.period",
-                format!("'{p}' is not a report period; use D7, D30, D90 or D180"),
-            )
-        })?,
-        Some(other) => {
-            return Err(ConnectorError::request(
-                "options.period",
-                format!("must be a string such as \"D30\", got {other}"),
-            ));
-        }
-    };
+    let period = crate::tasks::period_option(&map)?;
     Ok(Options { period })
 }
 

@@ -117,3 +117,20 @@ pub fn parse_options(
     }
     Ok(map)
 }
+
+/// The `period` option of the tasks that read usage reports (default D30).
+pub fn period_option(options: &serde_json::Map<String, Value>) -> Result<crate::reports::Period> {
+    match options.get("period") {
+        None => Ok(crate::reports::Period::D30),
+        Some(Value::String(p)) => crate::reports::Period::parse(p).ok_or_else(|| {
+            ConnectorError::request(
+                "options.period",
+                format!("'{p}' is not a report period; use D7, D30, D90 or D180"),
+            )
+        }),
+        Some(other) => Err(ConnectorError::request(
+            "options.period",
+            format!("must be a string such as \"D30\", got {other}"),
+        )),
+    }
+}
