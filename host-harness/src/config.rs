@@ -240,8 +240,10 @@ fn implied_origins(connector: &Map<String, Value>) -> Vec<String> {
         } else {
             format!("https://{raw}")
         };
+        // Only well-formed http(s) origins: anything else is the connector's to refuse, by field.
         url::Url::parse(&with_scheme)
             .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             .map(|u| u.origin().ascii_serialization())
     };
     let mut origins: Vec<String> = [

@@ -242,7 +242,12 @@ pub fn parse(text: &str) -> Result<Config> {
                 "missing or empty; create a client secret under Certificates & secrets and paste its Value",
             ));
         }
-        Some(_) => return Err(ConnectorError::config("client_secret", "must be a string")),
+        Some(other) => {
+            return Err(ConnectorError::config(
+                "client_secret",
+                format!("must be a string (the client secret's Value), got {other}"),
+            ));
+        }
     };
 
     let cloud = match optional_string(&map, "cloud")? {

@@ -61,6 +61,56 @@ fn each_invalid_field_is_named() {
         (&[("page_size", "5000")], "page_size"),
         (&[("tenant", "\"x\"")], "tenant"),
         (&[("catalog_csv", "\"a,b\\n1,2\\n\"")], "catalog_csv"),
+        (&[("catalog_csv", "5")], "catalog_csv"),
+        (&[("tenant_id", "\"\"")], "tenant_id"),
+        (&[("tenant_id", "42")], "tenant_id"),
+        (&[("tenant_id", "\"contoso .com\"")], "tenant_id"),
+        (
+            &[("client_id", "\"{0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff}\"")],
+            "client_id",
+        ),
+        (
+            &[("client_id", "\"0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeefff\"")],
+            "client_id",
+        ),
+        (&[("client_secret", "true")], "client_secret"),
+        (
+            &[("token_url", "\"ftp://login.microsoftonline.com\"")],
+            "token_url",
+        ),
+        (
+            &[
+                ("token_url", "\"https://user:pw@login.microsoftonline.com\""),
+                ("graph_url", "\"graph.microsoft.com\""),
+            ],
+            "token_url",
+        ),
+        (
+            &[
+                (
+                    "graph_url",
+                    "\"https://graph.microsoft.com/v1.0/users?$top=1\"",
+                ),
+                ("token_url", "\"login.microsoftonline.com\""),
+            ],
+            "graph_url",
+        ),
+        (
+            &[("graph_url", "\"http://localhost.evil.example:80\"")],
+            "graph_url",
+        ),
+        (
+            &[("token_url", "\"http://127.0.0.1:notaport\"")],
+            "token_url",
+        ),
+        (&[("cloud", "5")], "cloud"),
+        (&[("cloud", "\"germany\"")], "cloud"),
+        (&[("domains", "[123]")], "domains[0]"),
+        (&[("domains", "[\"*.contoso.com\"]")], "domains[0]"),
+        (&[("domains", "[\"contoso\"]")], "domains[0]"),
+        (&[("page_size", "0")], "page_size"),
+        (&[("page_size", "\"500\"")], "page_size"),
+        (&[("page_size", "-1")], "page_size"),
     ];
     for (overrides, field) in cases {
         let (got, message) = refused_field(&f, overrides);
