@@ -101,7 +101,7 @@ pub fn license_record(sku: &Value, catalog: &Catalog) -> std::result::Result<Val
         "warning": units("warning")?,
         "locked_out": units("lockedOut")?,
         "consumed": consumed,
-        "available": (purchased - consumed).max(0),
+        "available": purchased.saturating_sub(consumed).max(0),
         "account_id": text("accountId"),
         "account_name": text("accountName"),
         "subscription_ids": sku.get("subscriptionIds").cloned().filter(Value::is_array).unwrap_or(json!([])),
