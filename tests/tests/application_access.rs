@@ -436,3 +436,43 @@ fn the_domain_filter_applies_to_every_app() {
         f.sim.tenant().users.len() - in_scope.len()
     );
 }
+
+#[test]
+fn a_seven_day_log_is_recognised_on_the_first_run() {
+    let f = Fixture::new(SimConfig {
+        users: 200,
+        seed: 5,
+        faults: "signin-retention-days=7".parse().unwrap(),
+        addr: None,
+    });
+    sync_clock(&f);
+    let outcome = run(&f);
+    assert!(
+        outcome
+            .summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("retains about 7 days")),
+        "{:?}",
+        outcome.summary.warnings
+    );
+    let details: Value = serde_json::from_str(&outcome.summary.details).unwrap();
+    assert!(details["sources"]["signIns"]["period"].as_u64().unwrap() <= 8);
+    // A 30-day tenant gives no such warning.
+    let g = Fixture::new(SimConfig {
+        users: 200,
+        seed: 5,
+        ..SimConfig::default()
+    });
+    sync_clock(&g);
+    let outcome = run(&g);
+    assert!(
+        outcome
+            .summary
+            .warnings
+            .iter()
+            .all(|w| !w.contains("retains about 7 days"))
+    );
+    let details: Value = serde_json::from_str(&outcome.summary.details).unwrap();
+    assert!(details["sources"]["signIns"]["period"].as_u64().unwrap() >= 29);
+}

@@ -552,6 +552,7 @@ fn read_sign_ins(
     let mut recent: Vec<u64> = Vec::new();
     let (mut pages, mut events, mut matched) = (0u64, 0u64, 0u64);
     let mut staged: SignInHistory = HashMap::new();
+    let mut earliest: Option<String> = None;
     loop {
         // Pace to the documented budget instead of provoking 429s.
         if recent.len() >= SIGN_IN_BUDGET {
@@ -584,6 +585,9 @@ fn read_sign_ins(
             ) else {
                 continue;
             };
+            if earliest.as_deref().is_none_or(|e| at < e) {
+                earliest = Some(at.to_string());
+            }
             if !success {
                 continue;
             }
@@ -627,8 +631,21 @@ fn read_sign_ins(
             iso(from)
         ),
     );
+    // How far back the log goes tells the retention: 30 days with Entra ID P1/P2, 7 without.
+    let covered_days = earliest
+        .as_deref()
+        .and_then(parse_ms)
+        .map(|e| now_ms.saturating_sub(e).div_ceil(86_400_000));
+    if cursor.is_none() && covered_days.is_some_and(|d| d <= 8) {
+        warnings.push(format!(
+            "the sign-in log starts at {}: the tenant retains about 7 days (Microsoft Entra ID Free); \
+             history builds up from here as the task runs daily",
+            earliest.as_deref().unwrap_or_default()
+        ));
+    }
     Ok(Source {
         refresh_date: Some(iso(now_ms)),
+        period: covered_days,
         ..Source::ok()
     })
 }
