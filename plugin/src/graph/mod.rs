@@ -72,12 +72,36 @@ impl<'a> Graph<'a> {
         first_url: &str,
         need: &Need,
         headers: &[(&str, &str)],
+        on_page: impl FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<PageStats> {
+        self.get_pages_paced(first_url, need, headers, None, on_page)
+    }
+
+    /// [`Graph::get_pages`], sending at most `budget.0` requests per `budget.1` milliseconds of
+    /// host time, for endpoints with a documented budget (waiting beats provoking 429s).
+    pub fn get_pages_paced(
+        &mut self,
+        first_url: &str,
+        need: &Need,
+        headers: &[(&str, &str)],
+        budget: Option<(usize, u64)>,
         mut on_page: impl FnMut(Vec<Value>) -> Result<()>,
     ) -> Result<PageStats> {
         let mut stats = PageStats::default();
         let mut url = first_url.to_string();
         let mut seen = std::collections::HashSet::new();
+        let mut sent_at: Vec<u64> = Vec::new();
         loop {
+            if let Some((requests, window_ms)) = budget {
+                if sent_at.len() >= requests {
+                    let ready = sent_at[sent_at.len() - requests] + window_ms;
+                    let now = self.host.now_ms();
+                    if now < ready {
+                        self.host.sleep_ms(ready - now);
+                    }
+                }
+                sent_at.push(self.host.now_ms());
+            }
             if !seen.insert(url.clone()) {
                 return Err(ConnectorError::Data(format!(
                     "{}: page {} links back to a page already read; stopping instead of looping",

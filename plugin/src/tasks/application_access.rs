@@ -545,38 +545,18 @@ fn read_sign_ins(
         iso(from),
         iso(now_ms)
     );
-    let mut url = graph.url(&format!(
+    let url = graph.url(&format!(
         "/v1.0/auditLogs/signIns?$top=1000&$filter={}",
         encode(&filter)
     ));
-    let mut recent: Vec<u64> = Vec::new();
-    let (mut pages, mut events, mut matched) = (0u64, 0u64, 0u64);
+    let (mut events, mut matched) = (0u64, 0u64);
     let mut staged: SignInHistory = HashMap::new();
     let mut earliest: Option<String> = None;
-    loop {
-        // Pace to the documented budget instead of provoking 429s.
-        if recent.len() >= SIGN_IN_BUDGET {
-            let oldest = recent[recent.len() - SIGN_IN_BUDGET];
-            let ready = oldest + SIGN_IN_WINDOW_MS;
-            let now = graph.host().now_ms();
-            if now < ready {
-                graph.host().sleep_ms(ready - now);
-            }
-        }
-        recent.push(graph.host().now_ms());
-        let page = match graph.get_json(&url, &SIGN_INS) {
-            Ok(page) => page,
-            Err(e) if pages == 0 => return degrade(e, "sign-in logs", warnings),
-            Err(e) => return Err(e),
-        };
-        pages += 1;
-        let Some(items) = page.get("value").and_then(Value::as_array) else {
-            return Err(ConnectorError::Data(format!(
-                "{}: page {pages} has no `value` array",
-                SIGN_INS.endpoint
-            )));
-        };
-        for event in items {
+    let mut read_any = false;
+    let budget = Some((SIGN_IN_BUDGET, SIGN_IN_WINDOW_MS));
+    let result = graph.get_pages_paced(&url, &SIGN_INS, &[], budget, |items| {
+        read_any = true;
+        for event in &items {
             events += 1;
             let success = event.pointer("/status/errorCode").and_then(Value::as_i64) == Some(0);
             let (Some(user), Some(at)) = (
@@ -603,17 +583,14 @@ fn read_sign_ins(
                 }
             }
         }
-        match page.get("@odata.nextLink").and_then(Value::as_str) {
-            Some(next) if next != url => url = next.to_string(),
-            Some(_) => {
-                return Err(ConnectorError::Data(format!(
-                    "{}: page {pages} links to itself",
-                    SIGN_INS.endpoint
-                )));
-            }
-            None => break,
-        }
-    }
+        Ok(())
+    });
+    let pages = match result {
+        Ok(stats) => stats.pages,
+        // Refused up front (licence, permission): those four apps are unavailable.
+        Err(e) if !read_any => return degrade(e, "sign-in logs", warnings),
+        Err(e) => return Err(e),
+    };
     // Merge only once the whole window was read: the last activity is the max over all runs.
     for (user, apps) in staged {
         let known = history.entry(user).or_default();
