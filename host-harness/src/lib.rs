@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod host;
 pub mod policy;
+pub mod reclaim;
 pub mod runner;
 pub mod sim;
 pub mod store;

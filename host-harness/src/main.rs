@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use host_harness::config::{self, Prepared};
 use host_harness::host::{self, CheckStatus, Harness, Level, Observer};
+use host_harness::reclaim;
 use host_harness::runner::{self, Failure, Runner};
 use host_harness::sim::{Faults, SimConfig, Simulator};
 use host_harness::store::Store;
@@ -66,6 +67,40 @@ enum Command {
         options: String,
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        plugin: PluginArgs,
+    },
+    /// Take licences back: plan (the default: a dry run), `--apply` to change the tenant,
+    /// `--undo RUN` to put back what an applied reclaim removed. Every call is audited in the store.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["user", "from", "inactive_days", "undo"])))]
+    Reclaim {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A user (object id or UPN); repeat for more.
+        #[arg(long, value_name = "UPN")]
+        user: Vec<String>,
+        /// A file of users, one per line, each optionally followed by SKUs.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Users with no activity (sign-ins or any app) for more than N days, from the latest
+        /// stored application-roster and application-access results; never-active users included.
+        #[arg(long, value_name = "N")]
+        inactive_days: Option<u32>,
+        /// Only these SKUs (id or part number); repeat for more. Default: every direct licence.
+        #[arg(long, value_name = "SKU")]
+        sku: Vec<String>,
+        /// Change the tenant. Without it, nothing is changed.
+        #[arg(long, conflicts_with = "undo")]
+        apply: bool,
+        /// Re-assign what applied reclaim run RUN removed, with the same disabled plans.
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["user", "from", "inactive_days", "sku"])]
+        undo: Option<i64>,
+        /// With --undo: show what would be restored without changing anything.
+        #[arg(long, requires = "undo")]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         plugin: PluginArgs,
     },
@@ -189,7 +224,179 @@ fn execute(command: Command) -> Result<i32> {
             plugin,
         } => demo(load(&plugin)?, &out, users, seed),
         Command::Bench { plugin, iterations } => bench(&plugin, iterations),
+        Command::Reclaim {
+            config,
+            user,
+            from,
+            inactive_days,
+            sku,
+            apply,
+            undo,
+            dry_run,
+            json,
+            plugin,
+        } => {
+            let prepared = config::load(&config)?;
+            let who = if let Some(run) = undo {
+                Who::Undo(run, dry_run)
+            } else if let Some(file) = from {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("--from {}", file.display()))?;
+                Who::Targets(reclaim::targets_from_text(
+                    &file.display().to_string(),
+                    &text,
+                    &sku,
+                )?)
+            } else if let Some(days) = inactive_days {
+                Who::Inactive(days, sku)
+            } else {
+                Who::Targets(
+                    user.into_iter()
+                        .map(|user| host::ReclaimTarget {
+                            user,
+                            skus: sku.clone(),
+                        })
+                        .collect(),
+                )
+            };
+            reclaim_command(load(&plugin)?, &prepared, &config, who, apply, json)
+        }
     }
+}
+
+enum Who {
+    Targets(Vec<host::ReclaimTarget>),
+    Inactive(u32, Vec<String>),
+    /// The run to undo, and whether only to show the plan.
+    Undo(i64, bool),
+}
+
+fn reclaim_command(
+    harness: Harness,
+    prepared: &Prepared,
+    config_path: &Path,
+    who: Who,
+    apply: bool,
+    json: bool,
+) -> Result<i32> {
+    let mut runner = Runner::new(harness);
+    let progress = Arc::new(Progress::new());
+    runner.observer = progress.clone();
+    let store = Store::open(&prepared.store_path)?;
+    let (request, undo_of) = match who {
+        Who::Targets(targets) => (
+            host::ReclaimRequest {
+                targets,
+                dry_run: !apply,
+                undo: None,
+            },
+            None,
+        ),
+        Who::Inactive(days, skus) => {
+            let found = reclaim::inactive_candidates(
+                &store,
+                &prepared.instance,
+                days,
+                &skus,
+                runner.clock.now_ms(),
+            )?;
+            eprintln!(
+                "Inactive for more than {days} days (or never active), holding a direct licence:"
+            );
+            for line in &found.freshness {
+                eprintln!("  data: {line}");
+            }
+            for c in &found.candidates {
+                eprintln!(
+                    "  {:<40} last activity {:<12} {}",
+                    c.user_principal_name,
+                    c.last_activity
+                        .as_deref()
+                        .map(|d| &d[..d.len().min(10)])
+                        .unwrap_or("never"),
+                    if c.account_enabled == Some(false) {
+                        "(account disabled)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if found.candidates.is_empty() {
+                println!(
+                    "No user has been inactive for more than {days} days; nothing to reclaim."
+                );
+                return Ok(0);
+            }
+            let targets = found
+                .candidates
+                .into_iter()
+                .map(|c| host::ReclaimTarget {
+                    user: c.id,
+                    skus: skus.clone(),
+                })
+                .collect();
+            (
+                host::ReclaimRequest {
+                    targets,
+                    dry_run: !apply,
+                    undo: None,
+                },
+                None,
+            )
+        }
+        Who::Undo(run, dry_run) => {
+            let (report, notes) = reclaim::undo_source(&store, run)?;
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+            (
+                host::ReclaimRequest {
+                    targets: Vec::new(),
+                    dry_run,
+                    undo: Some(report),
+                },
+                Some(run),
+            )
+        }
+    };
+    drop(store);
+    let dry_run = request.dry_run;
+    let outcome = runner.reclaim(prepared, &request, undo_of);
+    progress.clear();
+    let outcome = outcome?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+    } else {
+        print!("{}", reclaim::render(&outcome.report));
+    }
+    let totals = &outcome.report["totals"];
+    let failed =
+        totals["failed"].as_u64().unwrap_or(0) + totals["not_attempted"].as_u64().unwrap_or(0);
+    if dry_run {
+        eprintln!(
+            "\nDry run #{}: nothing was changed. Add --apply to {}.",
+            outcome.reclaim_id,
+            if undo_of.is_some() {
+                "restore (drop --dry-run)"
+            } else {
+                "apply this plan"
+            }
+        );
+    } else {
+        eprintln!(
+            "\nAudited as reclaim run #{} in {}.",
+            outcome.reclaim_id,
+            prepared.store_path.display()
+        );
+        if undo_of.is_none() {
+            eprintln!(
+                "Undo with: harness reclaim --config {} --undo {}",
+                config_path.display(),
+                outcome.reclaim_id
+            );
+        }
+    }
+    Ok(if failed > 0 { 5 } else { 0 })
 }
 
 fn describe(harness: &Harness, json: bool) -> Result<i32> {

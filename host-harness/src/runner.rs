@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use crate::clock::{Clock, RealClock};
 use crate::config::Prepared;
 use crate::host::{
-    CheckReport, ConnectorError, Harness, MemorySink, Observer, RecordSink, RunError, RunIo,
-    RunStats, Silent, TaskSummary,
+    CheckReport, ConnectorError, Harness, MemorySink, Observer, ReclaimRequest, RecordSink,
+    RunError, RunIo, RunStats, Silent, TaskSummary,
 };
 use crate::policy::Redactor;
-use crate::store::{Store, StoreError};
+use crate::store::{ReclaimStart, Store, StoreError};
 use crate::transport::{HttpTransport, Transport};
 
 /// Why a command failed; each kind has its own exit code in the CLI.
@@ -56,6 +56,17 @@ pub struct TaskOutcome {
     pub summary: TaskSummary,
     pub stats: RunStats,
 }
+
+/// A finished `reclaim` call, recorded in the store's audit.
+#[derive(Debug, Clone)]
+pub struct ReclaimOutcome {
+    pub reclaim_id: i64,
+    pub report: Value,
+    pub stats: RunStats,
+}
+
+/// The entity a connector streams while it applies a reclaim (the audit trail).
+pub const RECLAIM_OUTCOME_ENTITY: &str = "reclaim-outcome";
 
 /// Runs components against one transport and clock, reporting to one observer.
 pub struct Runner {
@@ -165,6 +176,78 @@ impl Runner {
         }
     }
 
+    /// Calls `reclaim`. Every call is audited: the row (who, when, mode) is written before the
+    /// connector starts, each user's outcome is committed as the connector reports it, and the
+    /// final report (or the error) closes the row. Unlike a task run, nothing is rolled back:
+    /// changes to the tenant are real even when the run fails later.
+    pub fn reclaim(
+        &self,
+        prepared: &Prepared,
+        request: &ReclaimRequest,
+        undo_of: Option<i64>,
+    ) -> Result<ReclaimOutcome, Failure> {
+        let start = ReclaimStart {
+            instance: prepared.instance.clone(),
+            actor: actor(prepared),
+            mode: if request.undo.is_some() {
+                "restore"
+            } else {
+                "remove"
+            }
+            .into(),
+            dry_run: request.dry_run,
+            undo_of,
+            now_ms: self.clock.now_ms(),
+        };
+        let audit = Store::begin_reclaim(&prepared.store_path, &start)?;
+        let reclaim_id = audit.reclaim_id;
+        let redactor = Redactor::new(prepared.secrets.clone());
+        let mut io = self.io(prepared, Box::new(audit), BTreeMap::new());
+        io.entities = HashSet::from([RECLAIM_OUTCOME_ENTITY.to_string()]);
+        let result = self
+            .harness
+            .session(io)
+            .map_err(Failure::from)
+            .and_then(|mut session| {
+                let result = session
+                    .configure(&prepared.connector_config)
+                    .map_err(Failure::from)
+                    .and_then(|r| r.map_err(Failure::Connector))
+                    .and_then(|()| session.reclaim(request).map_err(Failure::from))
+                    .and_then(|r| r.map_err(Failure::Connector));
+                let (_, stats) = session.finish();
+                result.map(|report| (report, stats))
+            })
+            .and_then(|(report, stats)| {
+                let json: Value = serde_json::from_str(&report.report).map_err(|e| {
+                    Failure::Connector(ConnectorError::Data(format!(
+                        "the connector's reclaim report is not JSON: {e}"
+                    )))
+                })?;
+                Ok((json, stats))
+            });
+        let store = Store::open(&prepared.store_path)?;
+        let now = self.clock.now_ms();
+        match result {
+            Ok((report, stats)) => {
+                store.finish_reclaim(reclaim_id, Ok(&redactor.redact(&report.to_string())), now)?;
+                Ok(ReclaimOutcome {
+                    reclaim_id,
+                    report,
+                    stats,
+                })
+            }
+            Err(failure) => {
+                store.finish_reclaim(
+                    reclaim_id,
+                    Err(&redactor.redact(&failure.to_string())),
+                    now,
+                )?;
+                Err(failure)
+            }
+        }
+    }
+
     fn declared_entities(&self, task: &str) -> Result<HashSet<String>, Failure> {
         let manifest = self.harness.describe()?;
         Ok(manifest
@@ -174,6 +257,27 @@ impl Runner {
             .flat_map(|t| t.entities.clone())
             .collect())
     }
+}
+
+/// Who a reclaim ran as: the tenant and application of the configuration, and the local user.
+fn actor(prepared: &Prepared) -> String {
+    let config: Value = serde_json::from_str(&prepared.connector_config).unwrap_or_default();
+    let field = |key: &str| {
+        config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "tenant {} · application {} · instance {} · local user {user}",
+        field("tenant_id"),
+        field("client_id"),
+        prepared.instance
+    )
 }
 
 fn downcast_pending(sink: Box<dyn RecordSink>) -> crate::store::PendingRun {

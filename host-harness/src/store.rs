@@ -34,6 +34,25 @@ CREATE TABLE IF NOT EXISTS records (
     record TEXT NOT NULL,
     PRIMARY KEY (run_id, entity, seq)
 );
+CREATE TABLE IF NOT EXISTS reclaims (
+    id INTEGER PRIMARY KEY,
+    instance TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('remove', 'restore')),
+    dry_run INTEGER NOT NULL,
+    undo_of INTEGER REFERENCES reclaims(id),
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    report TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS reclaim_outcomes (
+    reclaim_id INTEGER NOT NULL REFERENCES reclaims(id),
+    seq INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (reclaim_id, seq)
+);
 CREATE TABLE IF NOT EXISTS state (
     instance TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -42,7 +61,8 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
-const RUN_COLUMNS: &str = "SELECT id, instance, task, status, summary, error FROM runs";
+const RUN_COLUMNS: &str =
+    "SELECT id, instance, task, status, summary, error, started_at, finished_at FROM runs";
 
 fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -52,6 +72,8 @@ fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         status: row.get(3)?,
         summary: row.get(4)?,
         error: row.get(5)?,
+        started_at: row.get(6)?,
+        finished_at: row.get(7)?,
     })
 }
 
@@ -67,6 +89,9 @@ pub struct RunRow {
     pub status: String,
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// Milliseconds since the Unix epoch on the harness clock.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 impl Store {
@@ -89,6 +114,11 @@ impl Store {
         // A process killed mid-run leaves a `running` row; it never completed.
         connection.execute(
             "UPDATE runs SET status = 'failed', error = 'interrupted: the harness stopped before the run finished' WHERE status = 'running'",
+            [],
+        )?;
+        // A reclaim's changes are real even when it was cut short: its outcomes stay.
+        connection.execute(
+            "UPDATE reclaims SET status = 'failed', error = 'interrupted: the harness stopped before the reclaim finished; the outcomes recorded so far were applied' WHERE status = 'running'",
             [],
         )?;
         Ok(Store { connection })
@@ -149,6 +179,103 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The newest successful run of a task for an instance.
+    pub fn latest_success(&self, instance: &str, task: &str) -> Result<Option<RunRow>, StoreError> {
+        let sql = format!(
+            "{RUN_COLUMNS} WHERE instance = ?1 AND task = ?2 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"
+        );
+        Ok(self
+            .connection
+            .query_row(&sql, params![instance, task], run_row)
+            .optional()?)
+    }
+
+    /// Records a reclaim as started; its outcomes are written one by one as they happen,
+    /// outside any transaction, because the tenant changes are real whatever happens next.
+    pub fn begin_reclaim(path: &Path, start: &ReclaimStart) -> Result<ReclaimAudit, StoreError> {
+        let store = Store::open(path)?;
+        store.connection.execute(
+            "INSERT INTO reclaims (instance, actor, mode, dry_run, undo_of, started_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+            params![
+                start.instance,
+                start.actor,
+                start.mode,
+                start.dry_run,
+                start.undo_of,
+                start.now_ms as i64
+            ],
+        )?;
+        let reclaim_id = store.connection.last_insert_rowid();
+        Ok(ReclaimAudit {
+            store,
+            reclaim_id,
+            seq: 0,
+        })
+    }
+
+    /// Closes a reclaim's audit row with its report, or the error that ended it.
+    pub fn finish_reclaim(
+        &self,
+        reclaim_id: i64,
+        outcome: Result<&str, &str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (status, report, error) = match outcome {
+            Ok(report) => ("succeeded", Some(report), None),
+            Err(error) => ("failed", None, Some(error)),
+        };
+        self.connection.execute(
+            "UPDATE reclaims SET status = ?2, finished_at = ?3, report = ?4, error = ?5 WHERE id = ?1",
+            params![reclaim_id, status, now_ms as i64, report, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn reclaim(&self, id: i64) -> Result<Option<ReclaimRow>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT id, instance, actor, mode, dry_run, undo_of, started_at, finished_at, status, report, error
+                 FROM reclaims WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(ReclaimRow {
+                        id: row.get(0)?,
+                        instance: row.get(1)?,
+                        actor: row.get(2)?,
+                        mode: row.get(3)?,
+                        dry_run: row.get(4)?,
+                        undo_of: row.get(5)?,
+                        started_at: row.get(6)?,
+                        finished_at: row.get(7)?,
+                        status: row.get(8)?,
+                        report: row.get(9)?,
+                        error: row.get(10)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The per-user outcome records of a reclaim, in the order they happened.
+    pub fn reclaim_outcomes(&self, reclaim_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT record FROM reclaim_outcomes WHERE reclaim_id = ?1 ORDER BY seq")?;
+        let rows = statement.query_map([reclaim_id], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Applied reclaims that undid `reclaim_id`.
+    pub fn undos_of(&self, reclaim_id: i64) -> Result<Vec<i64>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT id FROM reclaims WHERE undo_of = ?1 AND dry_run = 0 AND status = 'succeeded' ORDER BY id",
+        )?;
+        let rows = statement.query_map([reclaim_id], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The records of a run, per entity, in emission order.
     pub fn records(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         let mut statement = self
@@ -161,7 +288,7 @@ impl Store {
     /// Every text stored anywhere, for audits such as "no secret in the store".
     pub fn all_text(&self) -> Result<String, StoreError> {
         let mut out = String::new();
-        for table in ["runs", "records", "state"] {
+        for table in ["runs", "records", "state", "reclaims", "reclaim_outcomes"] {
             let mut statement = self.connection.prepare(&format!("SELECT * FROM {table}"))?;
             let columns = statement.column_count();
             let mut rows = statement.query([])?;
@@ -175,6 +302,61 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// What a reclaim's audit row says before it starts.
+#[derive(Debug, Clone)]
+pub struct ReclaimStart {
+    pub instance: String,
+    /// Who ran it: the configuration (tenant, application, file) and the operating-system user.
+    pub actor: String,
+    /// `remove` or `restore`.
+    pub mode: String,
+    pub dry_run: bool,
+    pub undo_of: Option<i64>,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReclaimRow {
+    pub id: i64,
+    pub instance: String,
+    pub actor: String,
+    pub mode: String,
+    pub dry_run: bool,
+    pub undo_of: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub report: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A reclaim in progress: each outcome record is committed as it arrives.
+pub struct ReclaimAudit {
+    store: Store,
+    pub reclaim_id: i64,
+    seq: i64,
+}
+
+impl ReclaimAudit {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl RecordSink for ReclaimAudit {
+    fn emit(&mut self, _entity: &str, record: &str) -> Result<(), String> {
+        self.seq += 1;
+        self.store
+            .connection
+            .execute(
+                "INSERT INTO reclaim_outcomes (reclaim_id, seq, record) VALUES (?1, ?2, ?3)",
+                params![self.reclaim_id, self.seq, record],
+            )
+            .map(|_| ())
+            .map_err(|e| format!("the audit store refused an outcome record: {e}"))
     }
 }
 

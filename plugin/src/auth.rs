@@ -48,6 +48,47 @@ impl TokenCache {
     pub fn invalidate(&mut self) {
         self.token = None;
     }
+
+    /// The application permissions (`roles` claim) of the current token, when the token is a
+    /// JWT that carries them. `None` means "cannot tell", never "no permissions".
+    pub fn roles(&self) -> Option<Vec<String>> {
+        let token = &self.token.as_ref()?.value;
+        let payload = token.split('.').nth(1)?;
+        let claims: Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
+        let roles = claims.get("roles")?.as_array()?;
+        Some(
+            roles
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+}
+
+/// Decodes unpadded base64url (a JWT segment); `None` on any character outside the alphabet.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for byte in text.trim_end_matches('=').bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 fn request_token(host: &dyn Host, config: &Config) -> Result<(String, u64)> {
@@ -219,6 +260,30 @@ mod tests {
             r#"{"tenant_id":"contoso.onmicrosoft.com","client_id":"0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff","client_secret":"a b&c=d","token_url":"http://127.0.0.1:9","graph_url":"http://127.0.0.1:9"}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn reads_roles_from_a_jwt_and_says_when_it_cannot() {
+        // {"alg":"none"} . {"roles":["User.Read.All","LicenseAssignment.ReadWrite.All"]}
+        let jwt = "eyJhbGciOiJub25lIn0.eyJyb2xlcyI6WyJVc2VyLlJlYWQuQWxsIiwiTGljZW5zZUFzc2lnbm1lbnQuUmVhZFdyaXRlLkFsbCJdfQ.sig";
+        let host = FakeHost::new();
+        host.respond(
+            200,
+            &format!(r#"{{"expires_in":3599,"access_token":"{jwt}"}}"#),
+        );
+        host.respond(200, r#"{"expires_in":3599,"access_token":"opaque-token"}"#);
+        let mut cache = TokenCache::default();
+        assert_eq!(cache.roles(), None, "no token yet");
+        cache.token(&host, &cfg()).unwrap();
+        assert_eq!(
+            cache.roles().unwrap(),
+            vec!["User.Read.All", "LicenseAssignment.ReadWrite.All"]
+        );
+        cache.invalidate();
+        cache.token(&host, &cfg()).unwrap();
+        assert_eq!(cache.roles(), None, "an opaque token says nothing");
+        assert_eq!(base64url_decode("aGk").unwrap(), b"hi");
+        assert_eq!(base64url_decode("a*b"), None);
     }
 
     #[test]

@@ -270,6 +270,7 @@ impl Guest for Component {
                 })
                 .collect(),
             dry_run: request.dry_run,
+            undo: request.undo,
         };
         CONNECTOR
             .with_borrow_mut(|c| c.reclaim(&WitHost, &request))

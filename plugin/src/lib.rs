@@ -129,6 +129,15 @@ impl Connector {
             }
             _ => unreachable!("task names come from the manifest"),
         };
+        let mut result = result;
+        if let Ok(summary) = &mut result
+            && let Some(details) = summary.details.as_object_mut()
+        {
+            // Requests against Graph's budgets, and how many were retries (throttling,
+            // transient failures, expired tokens or report links).
+            details.insert("graph_requests".into(), graph.requests.into());
+            details.insert("graph_retries".into(), graph.retries.into());
+        }
         match &result {
             Ok(s) => host.log(
                 Level::Info,
@@ -144,10 +153,15 @@ impl Connector {
 
     pub fn reclaim(
         &mut self,
-        _host: &dyn Host,
+        host: &dyn Host,
         request: &reclaim::ReclaimRequest,
     ) -> Result<String> {
-        self.parts()?;
-        reclaim::run(request)
+        let (config, catalog, tokens) = self.parts()?;
+        let mut graph = Graph::new(host, config, tokens);
+        let result = reclaim::run(&mut graph, catalog, &config.domains, request);
+        if let Err(e) = &result {
+            host.log(Level::Error, &format!("reclaim: failed: {e}"));
+        }
+        result
     }
 }

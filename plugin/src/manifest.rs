@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::config;
+use crate::reclaim;
 use crate::reports::REPORTS_READ;
 use crate::tasks::{
     application_access as access, application_roster as roster, license_information,
@@ -147,6 +148,19 @@ pub fn manifest() -> Manifest {
                 name: access::SKU_ENTITY.into(),
                 description: "Per SKU, assigned users and how many were active in each app within the period.".into(),
                 schema: access::sku_schema().to_string(),
+            },
+            EntityInfo {
+                name: reclaim::ENTITY.into(),
+                description: "Streamed while a reclaim is applied: one user's licences before, what was done to each \
+                              SKU and why, and the licences after (the audit trail)."
+                    .into(),
+                schema: reclaim::outcome_schema().to_string(),
+            },
+            EntityInfo {
+                name: reclaim::REPORT_ENTITY.into(),
+                description: "The document `reclaim` returns: the plan or outcome for every user, totals and warnings."
+                    .into(),
+                schema: reclaim::report_schema().to_string(),
             },
         ],
         secret_fields: vec!["client_secret".into()],

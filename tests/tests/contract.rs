@@ -74,7 +74,7 @@ fn every_record_validates_against_its_entity_schema() {
 }
 
 #[test]
-fn reclaim_is_exported_and_answers_unsupported() {
+fn reclaim_is_exported_and_names_the_bad_field() {
     let f = Fixture::with_faults("");
     let prepared = f.prepared(&[]);
     let mut session = f.session(&prepared);
@@ -85,12 +85,13 @@ fn reclaim_is_exported_and_answers_unsupported() {
     let request = ReclaimRequest {
         targets: vec![ReclaimTarget {
             user: "someone@contoso.com".into(),
-            skus: vec![],
+            skus: vec![" ".into()],
         }],
         dry_run: true,
+        undo: None,
     };
     match session.reclaim(&request).unwrap() {
-        Err(ConnectorError::Unsupported(m)) => assert!(m.contains("reclamation")),
+        Err(ConnectorError::InvalidRequest(e)) => assert_eq!(e.field, "targets[0].skus[0]"),
         other => panic!("{other:?}"),
     }
 }

@@ -2,6 +2,7 @@
 //! verbatim, retries on throttling and transient failures (waiting on the host clock), and the
 //! Graph error body mapped to typed errors.
 
+mod batch;
 mod errors;
 mod retry;
 
@@ -10,9 +11,11 @@ use serde_json::Value;
 use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::error::{ConnectorError, Result};
-use crate::host::{Host, HttpRequest, HttpResponse, Level, TransportError};
+use crate::host::{Host, HttpRequest, HttpResponse, Level, Method, TransportError};
 
-pub use errors::Need;
+pub use batch::{BatchCall, BatchReply};
+pub use errors::{Need, graph_error};
+pub use retry::parse_retry_after;
 use retry::{Backoff, Decision};
 
 /// One authenticated session against Graph for the duration of a call into the connector.
@@ -24,6 +27,8 @@ pub struct Graph<'a> {
     /// instead of waiting forever.
     retry_budget: u32,
     pub requests: u64,
+    /// Requests sent again after a throttle or a transient failure.
+    pub retries: u64,
 }
 
 /// Statistics of a paged read, for logs and summaries.
@@ -41,11 +46,18 @@ impl<'a> Graph<'a> {
             tokens,
             retry_budget: 100,
             requests: 0,
+            retries: 0,
         }
     }
 
     pub fn host(&self) -> &'a dyn Host {
         self.host
+    }
+
+    /// The application permissions the current token carries, when it says (see
+    /// [`TokenCache::roles`]).
+    pub fn roles(&self) -> Option<Vec<String>> {
+        self.tokens.roles()
     }
 
     /// A token, to prove the credentials before doing anything else.
@@ -196,6 +208,31 @@ impl<'a> Graph<'a> {
         need: &Need,
         headers: &[(&str, &str)],
     ) -> Result<HttpResponse> {
+        self.send(Method::Get, url, None, need, headers)
+    }
+
+    /// POSTs a JSON document with the same retries as [`Graph::get`]. Only for requests that
+    /// are safe to repeat: a retried POST may reach the service twice.
+    pub fn post_json(&mut self, url: &str, body: &Value, need: &Need) -> Result<HttpResponse> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| ConnectorError::Data(format!("{}: request body: {e}", need.endpoint)))?;
+        self.send(
+            Method::Post,
+            url,
+            Some(bytes),
+            need,
+            &[("content-type", "application/json")],
+        )
+    }
+
+    fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        need: &Need,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse> {
         let mut backoff = Backoff::new(self.host.now_ms());
         let mut refreshed_token = false;
         loop {
@@ -203,6 +240,8 @@ impl<'a> Graph<'a> {
             let mut request = HttpRequest::get(url)
                 .header("authorization", format!("Bearer {token}"))
                 .header("accept", "application/json");
+            request.method = method;
+            request.body = body.clone();
             for (name, value) in headers {
                 request = request.header(name, *value);
             }
@@ -226,6 +265,7 @@ impl<'a> Graph<'a> {
             match decision {
                 Decision::RetryAfter(wait_ms) if self.retry_budget > 0 => {
                     self.retry_budget -= 1;
+                    self.retries += 1;
                     let reason = match &outcome {
                         Ok(r) => format!("HTTP {}", r.status),
                         Err(e) => e.to_string(),

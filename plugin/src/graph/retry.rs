@@ -38,7 +38,9 @@ impl Backoff {
         self.last_retry_after_ms
     }
 
-    fn next(&mut self, retry_after_ms: Option<u64>) -> Decision {
+    /// The wait before the next attempt: the service's `Retry-After` when it sent one, else
+    /// exponential backoff with jitter; `GiveUp` once the attempts are spent.
+    pub fn next_wait(&mut self, retry_after_ms: Option<u64>) -> Decision {
         self.attempts += 1;
         if self.attempts >= MAX_ATTEMPTS {
             return Decision::GiveUp;
@@ -58,18 +60,24 @@ impl Backoff {
 
 pub fn classify_response(response: &HttpResponse, backoff: &mut Backoff) -> Decision {
     match response.status {
-        429 | 503 | 504 | 500 | 502 => backoff.next(retry_after_ms(response)),
+        429 | 503 | 504 | 500 | 502 => backoff.next_wait(retry_after_ms(response)),
         _ => Decision::GiveUp,
     }
 }
 
 pub fn classify_transport(backoff: &mut Backoff) -> Decision {
-    backoff.next(None)
+    backoff.next_wait(None)
 }
 
 /// `Retry-After` as milliseconds: decimal seconds (Graph sends fractions).
 pub fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    let value = response.header("retry-after")?.trim();
-    let seconds: f64 = value.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+    parse_retry_after(response.header("retry-after")?)
+}
+
+/// A `Retry-After` value in decimal seconds as milliseconds; anything else (an HTTP date,
+/// garbage, a negative or absurd number) is `None`, which falls back to backoff.
+pub fn parse_retry_after(value: &str) -> Option<u64> {
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && (0.0..=86_400.0).contains(&seconds))
+        .then(|| (seconds * 1000.0).round() as u64)
 }
