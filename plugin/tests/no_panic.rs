@@ -69,3 +69,15 @@ proptest! {
         prop_assert!(record["available"].as_i64().unwrap() >= 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `Retry-After` from the service: any text is a bounded wait or "use backoff".
+    #[test]
+    fn retry_after_is_bounded_or_absent(value in prop_oneof!["[0-9.eE+-]{0,12}", ".{0,20}"]) {
+        if let Some(ms) = m365_connector::graph::parse_retry_after(&value) {
+            prop_assert!(ms <= 86_400_000, "{value} -> {ms}");
+        }
+    }
+}

@@ -361,6 +361,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever a page holds (truncated JSON, HTML, wrong types, odd links), reading it is
+        /// a value or a typed error, never a panic.
+        #[test]
+        fn any_page_body_is_read_or_refused_without_panic(
+            body in proptest::prop_oneof![
+                ".{0,80}",
+                r#"\{"value":\[[0-9,\{\}"a-z]{0,20}\](,"@odata.nextLink":("[a-z:/.]{0,12}"|[0-9]|null|\{\}))?\}"#,
+            ]
+        ) {
+            let host = FakeHost::new();
+            host.respond(200, TOKEN);
+            host.respond(200, &body);
+            host.respond(200, r#"{"value":[]}"#);
+            let config = config();
+            let mut tokens = TokenCache::default();
+            let mut graph = Graph::new(&host, &config, &mut tokens);
+            let _ = graph.get_pages("http://127.0.0.1:1/v1.0/users", &NEED, &[], |_| Ok(()));
+        }
+    }
+
     #[test]
     fn a_looping_next_link_is_a_data_error() {
         let host = FakeHost::new();
