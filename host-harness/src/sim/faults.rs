@@ -871,7 +871,7 @@ mod tests {
     /// attempt number, not on the order requests arrive in.
     #[test]
     fn decisions_do_not_depend_on_arrival_order() {
-        let f: Faults = "429=20%,5xx=10%,reset=5%,truncate=10%,jitter=30"
+        let f: Faults = "429=20%,5xx=10%,reset=20%,truncate=10%,jitter=30"
             .parse()
             .unwrap();
         let urls: Vec<String> = (0..40)
