@@ -157,9 +157,8 @@ fn all_eleven_apps_equal_the_ground_truth() {
     let skus = records(&f.store(), outcome.run_id)
         .remove("license-activity")
         .unwrap();
-    let e3 = f
-        .sim
-        .tenant()
+    let tenant = f.sim.tenant();
+    let e3 = tenant
         .skus
         .iter()
         .find(|s| s.sku_part_number == "SPE_E3")
@@ -414,9 +413,8 @@ fn the_domain_filter_applies_to_every_app() {
             "",
         )
         .unwrap();
-    let in_scope: std::collections::BTreeSet<&str> = f
-        .sim
-        .tenant()
+    let tenant = f.sim.tenant();
+    let in_scope: std::collections::BTreeSet<&str> = tenant
         .users
         .iter()
         .filter(|u| {

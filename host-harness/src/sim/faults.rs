@@ -2,17 +2,22 @@
 //! decides, request by request, which fault fires.
 //!
 //! Grammar: a comma-separated list of `key=value` or bare `key` items, for
-//! example `throttle=0.2,retry-after=2.128,latency=50,missing-permission=User.Read.All+Directory.Read.All`.
-//! An empty string (or `none`) means no faults. Keys may use `_` for `-`.
+//! example `throttle=0.2,retry-after=2.128,latency=50,missing-permission=User.Read.All+Directory.Read.All`
+//! or `seed=7,429=10%,5xx=5%,reset=2%,truncate=2%,token-expiry=60s,latency=50,jitter=20`.
+//! An empty string (or `none`) means no faults. Keys may use `_` for `-`;
+//! probabilities are written `0.1` or `10%`.
+//!
+//! Which request draws which fault is a function of the seed and the request
+//! alone: each decision hashes (seed, what is decided, method, path and
+//! query, attempt number at that URL). The same sequence of requests per URL
+//! therefore meets the same faults, however concurrent requests interleave.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
 
 /// AADSTS codes the `aadsts=CODE` fault can force on the token endpoint.
 pub const FORCEABLE_AADSTS: &[u32] = &[
@@ -22,19 +27,35 @@ pub const FORCEABLE_AADSTS: &[u32] = &[
 /// Faults to inject. `Default` is "no faults".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
-    /// Probability (0..=1) that a Graph request gets 429 TooManyRequests.
+    /// Probability (0..=1) that a Graph or report download request gets 429
+    /// TooManyRequests (`throttle=P`, or `429=P` which also sets `vary_retry_after`).
     pub throttle: f64,
     /// `Retry-After` seconds sent with a 429 (fractional allowed). Default 0.5.
     pub retry_after: f64,
+    /// A 429's `Retry-After` varies by request instead: fractional seconds
+    /// (e.g. `0.4`), whole seconds, or no header at all. Set by `429=P`
+    /// unless `retry-after` is given.
+    pub vary_retry_after: bool,
     /// Deterministic throttling: every Nth Graph request gets 429.
     pub every_nth_429: Option<u64>,
-    /// Probability (0..=1) that a Graph request gets 503 (with Retry-After 1) or 504.
+    /// Probability (0..=1) that a Graph or report download request gets 503
+    /// (sometimes with a Retry-After) or 504 (`error5xx=P` or `5xx=P`).
     pub error5xx: f64,
-    /// Probability (0..=1) that a Graph request's connection is closed without a response.
+    /// Probability (0..=1) that a Graph or report download request's
+    /// connection is closed without a response (`drop=P` or `reset=P`).
     pub drop: f64,
-    /// Milliseconds added before every response.
+    /// Probability (0..=1) that a 200 from Graph or the report host is cut in
+    /// the middle of its body: the headers promise the whole body, half of it
+    /// arrives, then the connection closes.
+    pub truncate: f64,
+    /// Milliseconds added before every Graph and report download response.
     pub latency_ms: u64,
-    /// `expires_in` of issued tokens in seconds (default 3599); Graph enforces it.
+    /// Up to this many more milliseconds, drawn uniformly per request.
+    pub jitter_ms: u64,
+    /// Seed of the fault decisions (`seed=N`); the simulator's seed otherwise.
+    pub seed: Option<u64>,
+    /// `expires_in` of issued tokens in seconds (default 3599); Graph enforces
+    /// it against the wall clock (`token-lifetime=S` or `token-expiry=60s`).
     pub token_lifetime: Option<u64>,
     /// A token is rejected as expired once it has been presented on this many Graph requests.
     pub expire_token_after: Option<u64>,
@@ -61,6 +82,11 @@ pub struct Faults {
     /// Identity-reports throttling on `/auditLogs/signIns`: the 6th, 12th, ...
     /// request within one 10 s window of the simulator clock gets 429.
     pub signin_throttle: bool,
+    /// Probability (0..=1) that an inner request of `$batch` gets 429 (with an
+    /// inner `Retry-After`) instead of being carried out.
+    pub batch_throttle: f64,
+    /// Deterministic inner throttling: every Nth inner `$batch` request gets 429.
+    pub batch_every_nth_429: Option<u64>,
 }
 
 impl Default for Faults {
@@ -68,10 +94,14 @@ impl Default for Faults {
         Faults {
             throttle: 0.0,
             retry_after: 0.5,
+            vary_retry_after: false,
             every_nth_429: None,
             error5xx: 0.0,
             drop: 0.0,
+            truncate: 0.0,
             latency_ms: 0,
+            jitter_ms: 0,
+            seed: None,
             token_lifetime: None,
             expire_token_after: None,
             missing_permissions: Vec::new(),
@@ -84,6 +114,8 @@ impl Default for Faults {
             report_url_ttl: None,
             signin_retention_days: None,
             signin_throttle: false,
+            batch_throttle: 0.0,
+            batch_every_nth_429: None,
         }
     }
 }
@@ -132,10 +164,19 @@ fn bad(key: &str, value: &str, expected: &str) -> FaultParseError {
     }
 }
 
+/// `0.1` or `10%`.
 fn parse_probability(key: &str, value: &str) -> Result<f64, FaultParseError> {
-    match value.parse::<f64>() {
+    let parsed = match value.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => value.parse::<f64>(),
+    };
+    match parsed {
         Ok(p) if p.is_finite() && (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(bad(key, value, "a probability between 0 and 1")),
+        _ => Err(bad(
+            key,
+            value,
+            "a probability between 0 and 1, or a percentage such as 10%",
+        )),
     }
 }
 
@@ -148,6 +189,41 @@ fn parse_u64(key: &str, value: &str, min: u64) -> Result<u64, FaultParseError> {
             &format!("an integer greater than or equal to {min}"),
         )),
     }
+}
+
+/// `60`, `60s`, `2m` or `1h`, in seconds.
+fn parse_seconds(key: &str, value: &str, min: u64) -> Result<u64, FaultParseError> {
+    let lower = value.to_ascii_lowercase();
+    let (digits, scale) = if let Some(d) = lower.strip_suffix('s') {
+        (d, 1)
+    } else if let Some(d) = lower.strip_suffix('m') {
+        (d, 60)
+    } else if let Some(d) = lower.strip_suffix('h') {
+        (d, 3600)
+    } else {
+        (lower.as_str(), 1)
+    };
+    match digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(n) if n >= min => Ok(n),
+        _ => Err(bad(
+            key,
+            value,
+            &format!("a duration of at least {min} s such as 60, 60s, 2m or 1h"),
+        )),
+    }
+}
+
+/// `50` or `50ms`, in milliseconds.
+fn parse_millis(key: &str, value: &str) -> Result<u64, FaultParseError> {
+    let digits = value.strip_suffix("ms").unwrap_or(value).trim();
+    digits
+        .parse::<u64>()
+        .map_err(|_| bad(key, value, "milliseconds such as 50 or 50ms"))
 }
 
 fn parse_permissions(key: &str, value: &str) -> Result<Vec<String>, FaultParseError> {
@@ -186,10 +262,21 @@ impl FromStr for Faults {
                 None => (item, None),
             };
             let key = raw_key.to_ascii_lowercase().replace('_', "-");
-            if seen.contains(&key) {
+            // Aliases count as their canonical key: `drop=1,reset=1` is a duplicate.
+            let canonical = match key.as_str() {
+                "reset" => "drop",
+                "5xx" => "error5xx",
+                "429" => "throttle",
+                "token-expiry" => "token-lifetime",
+                "missing-permissions" => "missing-permission",
+                "grant-permissions" => "grant-permission",
+                other => other,
+            }
+            .to_string();
+            if seen.contains(&canonical) {
                 return Err(FaultParseError::Duplicate(raw_key.to_string()));
             }
-            seen.push(key.clone());
+            seen.push(canonical);
             let need = |expected: &str| -> Result<&str, FaultParseError> {
                 match value {
                     Some(v) if !v.is_empty() => Ok(v),
@@ -216,6 +303,10 @@ impl FromStr for Faults {
                 "throttle" => {
                     faults.throttle = parse_probability(raw_key, need("a probability")?)?;
                 }
+                "429" => {
+                    faults.throttle = parse_probability(raw_key, need("a probability")?)?;
+                    faults.vary_retry_after = true;
+                }
                 "retry-after" => {
                     let v = need("seconds")?;
                     faults.retry_after = match v.parse::<f64>() {
@@ -226,17 +317,26 @@ impl FromStr for Faults {
                 "every-nth-429" => {
                     faults.every_nth_429 = Some(parse_u64(raw_key, need("an integer")?, 1)?);
                 }
-                "error5xx" => {
+                "error5xx" | "5xx" => {
                     faults.error5xx = parse_probability(raw_key, need("a probability")?)?;
                 }
-                "drop" => {
+                "drop" | "reset" => {
                     faults.drop = parse_probability(raw_key, need("a probability")?)?;
                 }
-                "latency" => {
-                    faults.latency_ms = parse_u64(raw_key, need("milliseconds")?, 0)?;
+                "truncate" => {
+                    faults.truncate = parse_probability(raw_key, need("a probability")?)?;
                 }
-                "token-lifetime" => {
-                    faults.token_lifetime = Some(parse_u64(raw_key, need("seconds")?, 1)?);
+                "latency" => {
+                    faults.latency_ms = parse_millis(raw_key, need("milliseconds")?)?;
+                }
+                "jitter" => {
+                    faults.jitter_ms = parse_millis(raw_key, need("milliseconds")?)?;
+                }
+                "seed" => {
+                    faults.seed = Some(parse_u64(raw_key, need("an integer")?, 0)?);
+                }
+                "token-lifetime" | "token-expiry" => {
+                    faults.token_lifetime = Some(parse_seconds(raw_key, need("seconds")?, 1)?);
                 }
                 "expire-token-after" => {
                     faults.expire_token_after =
@@ -285,8 +385,18 @@ impl FromStr for Faults {
                 }
                 "signin-throttle" => faults.signin_throttle = flag()?,
                 "concealed" => faults.concealed = flag()?,
+                "batch-429" => {
+                    faults.batch_throttle = parse_probability(raw_key, need("a probability")?)?;
+                }
+                "batch-429-every" => {
+                    faults.batch_every_nth_429 = Some(parse_u64(raw_key, need("an integer")?, 1)?);
+                }
                 _ => return Err(FaultParseError::UnknownKey(raw_key.to_string())),
             }
+        }
+        // A fixed `retry-after` wins over `429`'s varied one.
+        if seen.iter().any(|k| k == "retry-after") {
+            faults.vary_retry_after = false;
         }
         Ok(faults)
     }
@@ -297,7 +407,12 @@ impl fmt::Display for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = Faults::default();
         let mut parts: Vec<String> = Vec::new();
-        if self.throttle != d.throttle {
+        if let Some(seed) = self.seed {
+            parts.push(format!("seed={seed}"));
+        }
+        if self.vary_retry_after {
+            parts.push(format!("429={}", self.throttle));
+        } else if self.throttle != d.throttle {
             parts.push(format!("throttle={}", self.throttle));
         }
         if self.retry_after != d.retry_after {
@@ -312,8 +427,14 @@ impl fmt::Display for Faults {
         if self.drop != d.drop {
             parts.push(format!("drop={}", self.drop));
         }
+        if self.truncate != d.truncate {
+            parts.push(format!("truncate={}", self.truncate));
+        }
         if self.latency_ms != 0 {
             parts.push(format!("latency={}", self.latency_ms));
+        }
+        if self.jitter_ms != 0 {
+            parts.push(format!("jitter={}", self.jitter_ms));
         }
         if let Some(s) = self.token_lifetime {
             parts.push(format!("token-lifetime={s}"));
@@ -357,6 +478,12 @@ impl fmt::Display for Faults {
         if self.signin_throttle {
             parts.push("signin-throttle".into());
         }
+        if self.batch_throttle != d.batch_throttle {
+            parts.push(format!("batch-429={}", self.batch_throttle));
+        }
+        if let Some(n) = self.batch_every_nth_429 {
+            parts.push(format!("batch-429-every={n}"));
+        }
         if parts.is_empty() {
             f.write_str("none")
         } else {
@@ -365,66 +492,205 @@ impl fmt::Display for Faults {
     }
 }
 
-/// What the fault layer decided for one Graph request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GraphFault {
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A number in `[0, 1)` that depends only on the seed, what is being decided
+/// (`salt`) and the request's identity: the same request sequence draws the
+/// same faults whatever the order concurrent requests arrive in.
+pub(crate) fn roll(seed: u64, salt: &str, method: &str, target: &str, attempt: u64) -> f64 {
+    // FNV-1a over the parts, each closed by a byte no UTF-8 text contains.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [salt, method, target] {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let x = splitmix64(h ^ splitmix64(seed) ^ splitmix64(attempt.wrapping_add(1) << 1));
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The `Retry-After` a varied 429 carries, from a roll: fractional seconds,
+/// whole seconds, or (`None`) no header at all.
+pub(crate) fn varied_retry_after(r: f64) -> Option<&'static str> {
+    const FRACTIONAL: &[&str] = &["0.2", "0.4", "0.7", "1.3", "2.128"];
+    const WHOLE: &[&str] = &["1", "2"];
+    let pick = |items: &[&'static str], share: f64| {
+        items[((share * items.len() as f64) as usize).min(items.len() - 1)]
+    };
+    if r < 0.4 {
+        Some(pick(FRACTIONAL, r / 0.4))
+    } else if r < 0.8 {
+        Some(pick(WHOLE, (r - 0.4) / 0.4))
+    } else {
+        None
+    }
+}
+
+/// What the fault layer decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestFault {
     None,
-    Throttle,
-    ServiceUnavailable,
+    /// 429; no `Retry-After` header when `retry_after` is `None`.
+    Throttle {
+        retry_after: Option<String>,
+    },
+    /// 503, sometimes with a `Retry-After`.
+    ServiceUnavailable {
+        retry_after: Option<&'static str>,
+    },
     GatewayTimeout,
 }
 
-/// Runtime fault state: a seeded random stream and counters.
+/// The identity of one request for fault decisions: the same request (method,
+/// target, attempt number at that target) always draws the same numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct Draw {
+    seed: u64,
+    method: String,
+    target: String,
+    attempt: u64,
+}
+
+impl Draw {
+    /// A number in `[0, 1)` for the decision named `salt`.
+    pub(crate) fn roll(&self, salt: &str) -> f64 {
+        roll(self.seed, salt, &self.method, &self.target, self.attempt)
+    }
+
+    fn hit(&self, salt: &str, probability: f64) -> bool {
+        probability > 0.0 && self.roll(salt) < probability
+    }
+}
+
+/// Runtime fault state: the seed and the counters decisions depend on.
 pub(crate) struct FaultState {
-    rng: Mutex<ChaCha8Rng>,
+    seed: u64,
     graph_requests: AtomicU64,
+    batch_requests: AtomicU64,
     token_uses: Mutex<HashMap<String, u64>>,
+    /// Per scope, method and target: how many times it has been asked for.
+    attempts: Mutex<HashMap<String, u64>>,
 }
 
 impl FaultState {
     pub(crate) fn new(seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // A stream of its own, so faults never disturb tenant generation.
-        rng.set_stream(7);
         FaultState {
-            rng: Mutex::new(rng),
+            seed,
             graph_requests: AtomicU64::new(0),
+            batch_requests: AtomicU64::new(0),
             token_uses: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Only the network-level fault, decided before authentication.
-    pub(crate) fn decide_drop(&self, faults: &Faults) -> bool {
-        if faults.drop <= 0.0 {
-            return false;
-        }
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        rng.random_bool(faults.drop)
+    /// Which attempt (1, 2, ...) this is at `method target` within `scope`.
+    fn attempt(&self, scope: &str, method: &str, target: &str) -> u64 {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = attempts
+            .entry(format!("{scope} {method} {target}"))
+            .or_insert(0);
+        *n += 1;
+        *n
     }
 
-    /// Throttling and 5xx, decided for an authenticated Graph request.
-    pub(crate) fn decide_service_fault(&self, faults: &Faults) -> GraphFault {
-        let n = self.graph_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(every) = faults.every_nth_429
-            && n.is_multiple_of(every)
-        {
-            return GraphFault::Throttle;
+    /// Counts one request at `method target` (path and query) and returns
+    /// its identity for the decisions below.
+    pub(crate) fn draw(&self, scope: &str, method: &str, target: &str) -> Draw {
+        Draw {
+            seed: self.seed,
+            method: method.to_string(),
+            target: format!("{scope} {target}"),
+            attempt: self.attempt(scope, method, target),
         }
-        if faults.throttle <= 0.0 && faults.error5xx <= 0.0 {
-            return GraphFault::None;
+    }
+
+    /// Connection closed without a response (`drop` / `reset`).
+    pub(crate) fn decide_drop(&self, faults: &Faults, draw: &Draw) -> bool {
+        draw.hit("reset", faults.drop)
+    }
+
+    /// Throttling and 5xx. `every-nth-429` counts Graph requests only.
+    pub(crate) fn decide_service_fault(
+        &self,
+        faults: &Faults,
+        draw: &Draw,
+        count_for_every_nth: bool,
+    ) -> RequestFault {
+        if count_for_every_nth && let Some(every) = faults.every_nth_429 {
+            let n = self.graph_requests.fetch_add(1, Ordering::SeqCst) + 1;
+            if n.is_multiple_of(every) {
+                return RequestFault::Throttle {
+                    retry_after: Some(format!("{}", faults.retry_after)),
+                };
+            }
         }
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        if faults.throttle > 0.0 && rng.random_bool(faults.throttle) {
-            return GraphFault::Throttle;
-        }
-        if faults.error5xx > 0.0 && rng.random_bool(faults.error5xx) {
-            return if rng.random_bool(0.5) {
-                GraphFault::ServiceUnavailable
+        if draw.hit("429", faults.throttle) {
+            let retry_after = if faults.vary_retry_after {
+                varied_retry_after(draw.roll("retry-after")).map(str::to_string)
             } else {
-                GraphFault::GatewayTimeout
+                Some(format!("{}", faults.retry_after))
+            };
+            return RequestFault::Throttle { retry_after };
+        }
+        if draw.hit("5xx", faults.error5xx) {
+            return if draw.roll("5xx-kind") < 0.5 {
+                let retry_after = if draw.roll("5xx-retry-after") < 0.5 {
+                    Some(varied_retry_after(draw.roll("retry-after")).unwrap_or("1"))
+                } else {
+                    None
+                };
+                RequestFault::ServiceUnavailable { retry_after }
+            } else {
+                RequestFault::GatewayTimeout
             };
         }
-        GraphFault::None
+        RequestFault::None
+    }
+
+    /// For a 200 of `len` body bytes: how many to send before cutting the
+    /// connection, or `None` to send it whole.
+    pub(crate) fn decide_truncate(
+        &self,
+        faults: &Faults,
+        draw: &Draw,
+        len: usize,
+    ) -> Option<usize> {
+        (len >= 2 && draw.hit("truncate", faults.truncate)).then_some(len / 2)
+    }
+
+    /// `latency` plus a uniform share of `jitter`.
+    pub(crate) fn delay(&self, faults: &Faults, draw: &Draw) -> Duration {
+        let jitter = if faults.jitter_ms > 0 {
+            (draw.roll("jitter") * (faults.jitter_ms + 1) as f64) as u64
+        } else {
+            0
+        };
+        Duration::from_millis(faults.latency_ms + jitter.min(faults.jitter_ms))
+    }
+
+    /// For an inner `$batch` request: `Some(Retry-After)` when it is throttled.
+    pub(crate) fn decide_batch_throttle(
+        &self,
+        faults: &Faults,
+        method: &str,
+        target: &str,
+    ) -> Option<&'static str> {
+        if faults.batch_throttle <= 0.0 && faults.batch_every_nth_429.is_none() {
+            return None;
+        }
+        let n = self.batch_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let draw = self.draw("batch", method, target);
+        let every = faults
+            .batch_every_nth_429
+            .is_some_and(|every| n.is_multiple_of(every));
+        (every || draw.hit("batch-429", faults.batch_throttle))
+            .then(|| varied_retry_after(draw.roll("retry-after")).unwrap_or("1"))
     }
 
     /// Counts one use of a token; returns how many times it has now been used.
@@ -523,7 +789,13 @@ mod tests {
         let f: Faults = "every-nth-429=3".parse().unwrap();
         let st = FaultState::new(1);
         let got: Vec<bool> = (0..9)
-            .map(|_| st.decide_service_fault(&f) == GraphFault::Throttle)
+            .map(|i| {
+                let draw = st.draw("graph", "GET", &format!("/v1.0/users?n={i}"));
+                matches!(
+                    st.decide_service_fault(&f, &draw, true),
+                    RequestFault::Throttle { .. }
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -532,13 +804,144 @@ mod tests {
     }
 
     #[test]
-    fn random_faults_are_reproducible() {
-        let f: Faults = "throttle=0.3,error5xx=0.2".parse().unwrap();
-        let a = FaultState::new(9);
-        let b = FaultState::new(9);
-        let sa: Vec<GraphFault> = (0..50).map(|_| a.decide_service_fault(&f)).collect();
-        let sb: Vec<GraphFault> = (0..50).map(|_| b.decide_service_fault(&f)).collect();
-        assert_eq!(sa, sb);
-        assert!(sa.contains(&GraphFault::Throttle));
+    fn resilience_spec_parses_with_aliases_and_units() {
+        let f: Faults =
+            "seed=7,429=10%,5xx=5%,reset=2%,truncate=2%,token-expiry=60s,latency=50,jitter=20"
+                .parse()
+                .unwrap();
+        assert_eq!(f.seed, Some(7));
+        assert_eq!(f.throttle, 0.1);
+        assert!(f.vary_retry_after);
+        assert_eq!(f.error5xx, 0.05);
+        assert_eq!(f.drop, 0.02);
+        assert_eq!(f.truncate, 0.02);
+        assert_eq!(f.token_lifetime, Some(60));
+        assert_eq!((f.latency_ms, f.jitter_ms), (50, 20));
+        assert_eq!(f.to_string().parse::<Faults>().unwrap(), f);
+        let f: Faults = "429=0.1,token-expiry=2m,latency=5ms,batch-429=25%,batch-429-every=4"
+            .parse()
+            .unwrap();
+        assert_eq!(f.throttle, 0.1);
+        assert_eq!(f.token_lifetime, Some(120));
+        assert_eq!(f.latency_ms, 5);
+        assert_eq!(f.batch_throttle, 0.25);
+        assert_eq!(f.batch_every_nth_429, Some(4));
+        assert_eq!(f.to_string().parse::<Faults>().unwrap(), f);
+        // A fixed Retry-After wins over the varied one.
+        let f: Faults = "429=10%,retry-after=3".parse().unwrap();
+        assert!(!f.vary_retry_after);
+        assert_eq!(f.retry_after, 3.0);
+        assert_eq!(f.to_string().parse::<Faults>().unwrap(), f);
+        assert!(!"throttle=0.2".parse::<Faults>().unwrap().vary_retry_after);
+    }
+
+    #[test]
+    fn resilience_spec_errors_name_the_key_and_value() {
+        for (spec, key, value) in [
+            ("429=110%", "429", "110%"),
+            ("5xx=abc", "5xx", "abc"),
+            ("reset=-1", "reset", "-1"),
+            ("truncate=2", "truncate", "2"),
+            ("token-expiry=0s", "token-expiry", "0s"),
+            ("token-expiry=soon", "token-expiry", "soon"),
+            ("jitter=fast", "jitter", "fast"),
+            ("seed=-3", "seed", "-3"),
+            ("batch-429=1.5", "batch-429", "1.5"),
+            ("batch-429-every=0", "batch-429-every", "0"),
+        ] {
+            let e = spec.parse::<Faults>().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{spec}: {e}");
+        }
+        for spec in [
+            "drop=0.1,reset=0.1",
+            "throttle=0.1,429=0.2",
+            "error5xx=0.1,5xx=0.1",
+            "token-lifetime=5,token-expiry=5s",
+        ] {
+            assert!(
+                matches!(spec.parse::<Faults>(), Err(FaultParseError::Duplicate(_))),
+                "{spec}"
+            );
+        }
+        let e = "seed".parse::<Faults>().unwrap_err();
+        assert!(matches!(e, FaultParseError::MissingValue { ref key, .. } if key == "seed"));
+    }
+
+    /// The decisions for a request depend on the seed, the request and its
+    /// attempt number, not on the order requests arrive in.
+    #[test]
+    fn decisions_do_not_depend_on_arrival_order() {
+        let f: Faults = "429=20%,5xx=10%,reset=20%,truncate=10%,jitter=30"
+            .parse()
+            .unwrap();
+        let urls: Vec<String> = (0..40)
+            .map(|i| format!("/v1.0/users?$skiptoken={i}"))
+            .collect();
+        let decide = |st: &FaultState, url: &str| {
+            let draw = st.draw("graph", "GET", url);
+            (
+                st.decide_drop(&f, &draw),
+                st.decide_service_fault(&f, &draw, true),
+                st.decide_truncate(&f, &draw, 1000),
+                st.delay(&f, &draw),
+            )
+        };
+        let forward = FaultState::new(7);
+        let mut a: Vec<_> = urls
+            .iter()
+            .map(|u| (u.clone(), decide(&forward, u)))
+            .collect();
+        let backward = FaultState::new(7);
+        let mut b: Vec<_> = urls
+            .iter()
+            .rev()
+            .map(|u| (u.clone(), decide(&backward, u)))
+            .collect();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a, b);
+        // Every kind shows up, and a retry of the same URL draws afresh.
+        let all: Vec<_> = a.iter().map(|(_, d)| d.clone()).collect();
+        assert!(all.iter().any(|d| d.0));
+        assert!(
+            all.iter()
+                .any(|d| matches!(d.1, RequestFault::Throttle { .. }))
+        );
+        assert!(all.iter().any(|d| d.2 == Some(500)));
+        assert!(all.iter().all(|d| d.3 <= Duration::from_millis(30)));
+        assert!(all.iter().any(|d| d.3 > Duration::from_millis(0)));
+        let retry = decide(&forward, &urls[0]);
+        let again = FaultState::new(7);
+        decide(&again, &urls[0]);
+        assert_eq!(decide(&again, &urls[0]), retry, "second attempts agree");
+        // Another seed, another pattern.
+        let other = FaultState::new(8);
+        let c: Vec<_> = urls.iter().map(|u| decide(&other, u)).collect();
+        assert_ne!(c, all);
+    }
+
+    #[test]
+    fn varied_retry_after_mixes_fractional_whole_and_missing() {
+        let st = FaultState::new(3);
+        let f: Faults = "429=1".parse().unwrap();
+        let values: Vec<Option<String>> = (0..200)
+            .map(|i| {
+                let draw = st.draw("graph", "GET", &format!("/v1.0/subscribedSkus?i={i}"));
+                match st.decide_service_fault(&f, &draw, true) {
+                    RequestFault::Throttle { retry_after } => retry_after,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        assert!(values.iter().any(|v| v.is_none()));
+        assert!(values.iter().any(|v| v.as_deref() == Some("0.4")));
+        assert!(
+            values
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|s| !s.contains('.')))
+        );
+        for v in values.iter().flatten() {
+            assert!(v.parse::<f64>().unwrap() > 0.0, "{v}");
+        }
     }
 }

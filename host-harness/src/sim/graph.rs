@@ -3,6 +3,8 @@
 //! lives in a submodule; add a route in [`route`] to grow the API.
 
 mod admin;
+mod batch;
+mod licenses;
 mod organization;
 mod registration;
 mod reports;
@@ -10,15 +12,16 @@ mod signins;
 mod skus;
 mod users;
 
-pub(crate) use reports::download as report_download;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::faults::GraphFault;
+use super::faults::{Draw, RequestFault};
 use super::identity::{self, Claims, TokenRejection};
 use super::odata::{self, Query};
+use super::tenant::Tenant;
 use super::{Incoming, Outcome, Shared, SimResponse};
 
 /// Content-Type of Graph JSON payloads.
@@ -195,11 +198,13 @@ pub(crate) fn too_many_requests_body(request_id: &str) -> Value {
     })
 }
 
-fn throttled(shared: &Shared, claims: &Claims, ids: &Ids) -> SimResponse {
+fn throttled(claims: &Claims, ids: &Ids, retry_after: Option<String>) -> SimResponse {
     let body = too_many_requests_body(&ids.request_id);
-    let retry_after = format!("{}", shared.faults().retry_after);
-    let resp = SimResponse::json(429, ERROR_JSON, &body)
-        .with_header("Retry-After", retry_after)
+    let mut resp = SimResponse::json(429, ERROR_JSON, &body);
+    if let Some(after) = retry_after {
+        resp = resp.with_header("Retry-After", after);
+    }
+    let resp = resp
         .with_header(
             "x-ms-throttle-scope",
             format!(
@@ -223,9 +228,17 @@ pub(crate) struct Ctx<'a> {
     pub(crate) query: Query,
     /// The `request-id` the response carries.
     pub(crate) request_id: String,
+    /// An inner request of `$batch`.
+    pub(crate) in_batch: bool,
 }
 
 impl Ctx<'_> {
+    /// A snapshot of the tenant. Taken when needed rather than held for the
+    /// whole request, so a licence write does not find it shared and copy it.
+    pub(crate) fn tenant(&self) -> Arc<Tenant> {
+        self.shared.tenant()
+    }
+
     /// 403 unless the token carries one of `roles`.
     pub(crate) fn require_any(&self, roles: &[&str]) -> Result<(), GraphError> {
         if self.claims.has_any_role(roles) {
@@ -296,7 +309,7 @@ fn authenticate(shared: &Shared, req: &Incoming) -> Result<Claims, GraphError> {
             "Access token validation failure. Invalid audience.",
         ));
     }
-    if claims.tid != shared.tenant.tenant_id {
+    if claims.tid != shared.tenant().tenant_id {
         return Err(GraphError::unauthenticated(
             "Access token validation failure. Invalid issuer.",
         ));
@@ -320,18 +333,108 @@ fn authenticate(shared: &Shared, req: &Incoming) -> Result<Claims, GraphError> {
     Ok(claims)
 }
 
+/// The request's identity for fault decisions, after the latency faults.
+fn draw_and_wait(shared: &Shared, scope: &str, method: &str, target: &str) -> Draw {
+    let draw = shared.faults.draw(scope, method, target);
+    let delay = shared.faults.delay(shared.faults(), &draw);
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    draw
+}
+
+/// A 200 may go out cut short (`truncate`).
+fn maybe_truncated(shared: &Shared, draw: &Draw, resp: SimResponse) -> Outcome {
+    if resp.status == 200
+        && let Some(keep) = shared
+            .faults
+            .decide_truncate(shared.faults(), draw, resp.body.len())
+    {
+        return Outcome::Truncate(resp, keep);
+    }
+    Outcome::Respond(resp)
+}
+
 /// Entry point for every request that is not the identity platform's or `/_sim`.
 pub(crate) fn handle(shared: &Shared, req: &Incoming) -> Outcome {
     let ids = Ids::for_request(req);
-    if shared.faults.decide_drop(shared.faults()) {
+    let target = format!("{}?{}", req.path, req.query);
+    let draw = draw_and_wait(shared, "graph", &req.method, &target);
+    if shared.faults.decide_drop(shared.faults(), &draw) {
         return Outcome::Drop;
     }
-    let respond = |result: Result<SimResponse, GraphError>| -> Outcome {
+    let resp = process(shared, req, &ids, Some(&draw));
+    maybe_truncated(shared, &draw, resp)
+}
+
+/// Entry point of the report download host: the same network and service
+/// faults as Graph, then the CSV.
+pub(crate) fn handle_download(shared: &Shared, req: &Incoming) -> Outcome {
+    let target = reports::download_identity(shared, req);
+    let draw = draw_and_wait(shared, "download", &req.method, &target);
+    let faults = shared.faults();
+    if shared.faults.decide_drop(faults, &draw) {
+        return Outcome::Drop;
+    }
+    let ids = Ids::for_request(req);
+    let refused = match shared.faults.decide_service_fault(faults, &draw, false) {
+        RequestFault::None => None,
+        RequestFault::Throttle { retry_after } => {
+            let mut resp =
+                SimResponse::json(429, ERROR_JSON, &too_many_requests_body(&ids.request_id));
+            if let Some(after) = retry_after {
+                resp = resp.with_header("Retry-After", after);
+            }
+            Some(resp)
+        }
+        other => service_fault_error(other).map(|e| error_response(&e, &ids)),
+    };
+    match refused {
+        Some(resp) => Outcome::Respond(resp),
+        None => maybe_truncated(shared, &draw, reports::download(shared, req)),
+    }
+}
+
+/// The error a 5xx fault answers with.
+fn service_fault_error(fault: RequestFault) -> Option<GraphError> {
+    match fault {
+        RequestFault::ServiceUnavailable { retry_after } => {
+            let err = GraphError::new(
+                503,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry later.",
+            );
+            Some(match retry_after {
+                Some(after) => err.with_header("Retry-After", after),
+                None => err,
+            })
+        }
+        RequestFault::GatewayTimeout => Some(GraphError::new(
+            504,
+            "UnknownError",
+            "The gateway did not receive a timely response from the upstream server.",
+        )),
+        RequestFault::None | RequestFault::Throttle { .. } => None,
+    }
+}
+
+/// An inner request of `$batch`: the same checks and routes as a direct
+/// request, without the request-level faults (the batch itself took them).
+pub(crate) fn handle_inner(shared: &Shared, req: &Incoming) -> SimResponse {
+    let ids = Ids::for_request(req);
+    process(shared, req, &ids, None)
+}
+
+/// Checks the token and routes. `draw` is the request's fault identity;
+/// `None` for an inner `$batch` request, which takes no request-level faults.
+fn process(shared: &Shared, req: &Incoming, ids: &Ids, draw: Option<&Draw>) -> SimResponse {
+    let in_batch = draw.is_none();
+    let respond = |result: Result<SimResponse, GraphError>| -> SimResponse {
         let resp = match result {
             Ok(r) => r,
-            Err(e) => error_response(&e, &ids),
+            Err(e) => error_response(&e, ids),
         };
-        Outcome::Respond(finish(resp, &ids))
+        finish(resp, ids)
     };
 
     let mut segments: Vec<String> = req
@@ -361,23 +464,20 @@ pub(crate) fn handle(shared: &Shared, req: &Incoming) -> Outcome {
         Err(e) => return respond(Err(e)),
     };
 
-    match shared.faults.decide_service_fault(shared.faults()) {
-        GraphFault::None => {}
-        GraphFault::Throttle => return Outcome::Respond(throttled(shared, &claims, &ids)),
-        GraphFault::ServiceUnavailable => {
-            return respond(Err(GraphError::new(
-                503,
-                "serviceNotAvailable",
-                "The service is temporarily unavailable. Please retry later.",
-            )
-            .with_header("Retry-After", "1")));
-        }
-        GraphFault::GatewayTimeout => {
-            return respond(Err(GraphError::new(
-                504,
-                "UnknownError",
-                "The gateway did not receive a timely response from the upstream server.",
-            )));
+    if let Some(draw) = draw {
+        match shared
+            .faults
+            .decide_service_fault(shared.faults(), draw, true)
+        {
+            RequestFault::None => {}
+            RequestFault::Throttle { retry_after } => {
+                return throttled(&claims, ids, retry_after);
+            }
+            other => {
+                if let Some(err) = service_fault_error(other) {
+                    return respond(Err(err));
+                }
+            }
         }
     }
 
@@ -397,6 +497,7 @@ pub(crate) fn handle(shared: &Shared, req: &Incoming) -> Outcome {
         claims,
         query,
         request_id: ids.request_id.clone(),
+        in_batch,
     };
     let rest: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
     respond(route(&ctx, &rest))
@@ -412,6 +513,11 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         ["users"] if read => users::list(ctx),
         ["users", "$count"] if read => users::count(ctx),
         ["users", key] if read => users::get(ctx, key),
+        ["users", key, "assignLicense"] if method == "POST" => licenses::assign(ctx, key),
+        ["$batch"] if method == "POST" && !ctx.in_batch => batch::batch(ctx),
+        ["$batch"] if method == "POST" => Err(GraphError::bad_request(
+            "A $batch request cannot contain another $batch request.",
+        )),
         ["organization"] if read => organization::list(ctx),
         ["organization", id] if read => organization::get(ctx, id),
         [
@@ -441,6 +547,8 @@ fn route(ctx: &Ctx<'_>, segments: &[&str]) -> Result<SimResponse, GraphError> {
         | ["subscribedSkus", _]
         | ["users"]
         | ["users", _]
+        | ["users", _, "assignLicense"]
+        | ["$batch"]
         | ["organization"]
         | ["organization", _]
         | ["reports", _]

@@ -345,14 +345,14 @@ fn resolve_tenant(shared: &Shared, segment: &str) -> TenantRef {
     if let Ok(id) = uuid::Uuid::parse_str(&lower)
         && lower.len() == 36
     {
-        return if id.hyphenated().to_string() == shared.tenant.tenant_id {
+        return if id.hyphenated().to_string() == shared.tenant().tenant_id {
             TenantRef::Ours
         } else {
             TenantRef::Unknown
         };
     }
     if is_domain_like(&lower) {
-        if shared.tenant.has_domain(&lower) {
+        if shared.tenant().has_domain(&lower) {
             TenantRef::Ours
         } else {
             TenantRef::Unknown
@@ -443,9 +443,10 @@ pub(crate) fn token_endpoint(shared: &Shared, req: &Incoming, tenant_segment: &s
         .first()
         .map(|s| s.trim_end_matches("/.default").to_string())
         .unwrap_or_else(|| GRAPH_RESOURCE.to_string());
+    let tenant = shared.tenant();
     let mut ctx = ErrCtx {
         tenant_segment: &tenant_segment_decoded,
-        tenant_name: &shared.tenant.display_name,
+        tenant_name: &tenant.display_name,
         app_id: &app_id,
         scope: &scope,
         resource: &first_resource,
@@ -533,7 +534,7 @@ pub(crate) fn token_endpoint(shared: &Shared, req: &Incoming, tenant_segment: &s
     } else {
         Some(shared.granted_roles.clone())
     };
-    let tid = shared.tenant.tenant_id.clone();
+    let tid = shared.tenant().tenant_id.clone();
     let sp_object_id = {
         let digest = Sha256::digest(format!("sp:{}:{}", tid, shared.credentials.client_id));
         let mut bytes = [0u8; 16];
@@ -580,9 +581,10 @@ pub(crate) fn openid_configuration(
     tenant_segment: &str,
 ) -> SimResponse {
     let decoded = percent_decode(tenant_segment);
+    let tenant = shared.tenant();
     let ctx = ErrCtx {
         tenant_segment: &decoded,
-        tenant_name: &shared.tenant.display_name,
+        tenant_name: &tenant.display_name,
         app_id: &shared.credentials.client_id,
         scope: "",
         resource: GRAPH_RESOURCE,
@@ -596,7 +598,7 @@ pub(crate) fn openid_configuration(
         TenantRef::Multi => {}
     }
     let base = &shared.base_url;
-    let tid = &shared.tenant.tenant_id;
+    let tid = &tenant.tenant_id;
     let body = json!({
         "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -627,7 +629,7 @@ pub(crate) fn instance_discovery(shared: &Shared, _req: &Incoming) -> SimRespons
     let base = &shared.base_url;
     let host = base.trim_start_matches("http://");
     let body = json!({
-        "tenant_discovery_endpoint": format!("{base}/{}/v2.0/.well-known/openid-configuration", shared.tenant.tenant_id),
+        "tenant_discovery_endpoint": format!("{base}/{}/v2.0/.well-known/openid-configuration", shared.tenant().tenant_id),
         "api-version": "1.1",
         "metadata": [{
             "preferred_network": host,

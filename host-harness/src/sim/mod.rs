@@ -18,6 +18,9 @@
 //! - `GET|PATCH /{v1.0|beta}/admin/reportSettings`
 //! - `GET /{v1.0|beta}/auditLogs/signIns`: the sign-in log up to the simulator clock
 //!   ([`Simulator::now`]), within the retention window
+//! - `POST /{v1.0|beta}/users/{id | userPrincipalName}/assignLicense`: licence
+//!   changes under the rules of [`licensing`]
+//! - `POST /{v1.0|beta}/$batch`: JSON batching of the routes above
 //! - `GET /_sim/tenant` (ground truth as JSON, no auth), `GET /_sim/config` (connector TOML),
 //!   `GET /_sim/now` (the simulator clock)
 //!
@@ -27,18 +30,23 @@ pub mod catalog;
 pub mod faults;
 mod graph;
 mod identity;
+pub mod licensing;
 mod odata;
 mod proxy;
 pub mod signins;
 pub mod tenant;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_licenses;
+#[cfg(test)]
+mod tests_resilience;
 pub mod usage;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -48,6 +56,9 @@ use serde::Serialize;
 
 pub use faults::{FaultParseError, Faults};
 pub use identity::DEFAULT_PERMISSIONS;
+pub use licensing::{
+    LicenceChange, LicenceChangeRequest, LicenceError, PLAN_DEPENDENCIES, PlanDependency,
+};
 pub use signins::{
     AppliedConditionalAccessPolicy, DeviceDetail, GeoCoordinates, SIGN_IN_APPS, SignInApp,
     SignInLocation, SignInLog, SignInStatus, SimSignIn,
@@ -139,13 +150,18 @@ pub struct Simulator {
     report_server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
     proxy: Option<proxy::Proxy>,
+    report_proxy: Option<proxy::Proxy>,
     stop: Arc<AtomicBool>,
 }
 
 /// State shared by the serving threads.
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
-    pub(crate) tenant: Tenant,
+    /// The tenant: replaced as a whole on every licence change, so readers
+    /// hold a consistent snapshot and never block a writer.
+    tenant: RwLock<Arc<Tenant>>,
+    /// The tenant as generated, for [`Simulator::reset_licences`].
+    generated: Arc<Tenant>,
     pub(crate) credentials: SimCredentials,
     /// Application permissions granted to the app (after faults).
     pub(crate) granted_roles: Vec<String>,
@@ -159,7 +175,12 @@ pub(crate) struct Shared {
     /// `adminReportSettings.displayConcealedNames`, changed by PATCH.
     pub(crate) concealed: AtomicBool,
     pub(crate) log: Mutex<Vec<RecordedRequest>>,
+    /// Every `assignLicense` call, in the order answered.
+    pub(crate) licence_changes: Mutex<Vec<licensing::LicenceChange>>,
+    /// The relay in front of the Graph listener, when faults need one.
     pub(crate) drops: Option<Arc<proxy::Registry>>,
+    /// The relay in front of the report download listener.
+    pub(crate) report_drops: Option<Arc<proxy::Registry>>,
     /// The simulator clock (sign-ins only).
     pub(crate) clock: Mutex<time::OffsetDateTime>,
     /// The sign-in log, generated on first use.
@@ -182,9 +203,21 @@ impl Shared {
         *self.clock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A snapshot of the tenant as it is now.
+    pub(crate) fn tenant(&self) -> Arc<Tenant> {
+        Arc::clone(&self.tenant.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `change` on the tenant under the write lock. Readers holding a
+    /// snapshot keep theirs; the tenant is copied only when one is held.
+    pub(crate) fn update_tenant<T>(&self, change: impl FnOnce(&mut Tenant) -> T) -> T {
+        let mut guard = self.tenant.write().unwrap_or_else(|e| e.into_inner());
+        change(Arc::make_mut(&mut guard))
+    }
+
     pub(crate) fn sign_in_log(&self) -> &SignInLog {
         self.sign_in_log
-            .get_or_init(|| SignInLog::generate(&self.tenant))
+            .get_or_init(|| SignInLog::generate(&self.tenant()))
     }
 
     /// Days of sign-ins `/auditLogs/signIns` keeps.
@@ -247,6 +280,24 @@ pub(crate) enum Outcome {
     Respond(SimResponse),
     /// Close the connection without a response.
     Drop,
+    /// Send the head and the first `keep` bytes of the body, then close the
+    /// connection (the head still announces the whole body).
+    Truncate(SimResponse, usize),
+}
+
+/// Puts a relay in front of `public` when `relayed`; returns the listener
+/// tiny_http should serve.
+fn behind_relay(
+    public: TcpListener,
+    relayed: bool,
+) -> std::io::Result<(TcpListener, Option<proxy::Proxy>)> {
+    if !relayed {
+        return Ok((public, None));
+    }
+    let inner = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let inner_addr = inner.local_addr()?;
+    let proxy = proxy::Proxy::start(public, inner_addr)?;
+    Ok((inner, Some(proxy)))
 }
 
 fn generate_credentials(seed: u64, tenant: &Tenant) -> SimCredentials {
@@ -282,7 +333,7 @@ fn generate_credentials(seed: u64, tenant: &Tenant) -> SimCredentials {
 impl Simulator {
     /// Generates the tenant, binds, spawns the serving threads and returns.
     pub fn start(config: SimConfig) -> std::io::Result<Simulator> {
-        let tenant = Tenant::generate(config.seed, config.users);
+        let tenant = Arc::new(Tenant::generate(config.seed, config.users));
         let credentials = generate_credentials(config.seed, &tenant);
         let missing = |p: &str| {
             config
@@ -308,17 +359,12 @@ impl Simulator {
         let public = TcpListener::bind(want)?;
         let public_addr = public.local_addr()?;
 
-        // Dropping connections needs control of the sockets, which tiny_http
-        // does not give out: with `drop` faults a small relay owns the
-        // client-facing sockets and tiny_http listens on an internal port.
-        let (listener, proxy) = if config.faults.drop > 0.0 {
-            let inner = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-            let inner_addr = inner.local_addr()?;
-            let proxy = proxy::Proxy::start(public, inner_addr)?;
-            (inner, Some(proxy))
-        } else {
-            (public, None)
-        };
+        // Dropping or cutting connections needs control of the sockets, which
+        // tiny_http does not give out: with `drop`/`reset` or `truncate` faults
+        // a small relay owns the client-facing sockets and tiny_http listens
+        // on an internal port.
+        let relayed = config.faults.drop > 0.0 || config.faults.truncate > 0.0;
+        let (listener, proxy) = behind_relay(public, relayed)?;
 
         let host = if public_addr.ip().is_unspecified() {
             SocketAddr::from((Ipv4Addr::LOCALHOST, public_addr.port()))
@@ -337,6 +383,7 @@ impl Simulator {
         let report_listener = TcpListener::bind(report_want)
             .or_else(|_| TcpListener::bind(SocketAddr::new(public_addr.ip(), 0)))?;
         let report_addr = report_listener.local_addr()?;
+        let (report_listener, report_proxy) = behind_relay(report_listener, relayed)?;
         let report_host = if report_addr.ip().is_unspecified() {
             SocketAddr::from((Ipv4Addr::LOCALHOST, report_addr.port()))
         } else {
@@ -352,10 +399,11 @@ impl Simulator {
         let report_server = Arc::new(report_server);
 
         let shared = Arc::new(Shared {
-            faults: faults::FaultState::new(config.seed),
+            faults: faults::FaultState::new(config.faults.seed.unwrap_or(config.seed)),
             concealed: AtomicBool::new(config.faults.concealed),
             config,
-            tenant,
+            generated: Arc::clone(&tenant),
+            tenant: RwLock::new(tenant),
             credentials,
             granted_roles,
             issuer: identity::TokenIssuer::new(),
@@ -363,7 +411,9 @@ impl Simulator {
             report_base_url,
             report_key: rand::random(),
             log: Mutex::new(Vec::new()),
+            licence_changes: Mutex::new(Vec::new()),
             drops: proxy.as_ref().map(|p| p.registry()),
+            report_drops: report_proxy.as_ref().map(|p| p.registry()),
             clock: Mutex::new(signins::default_now()),
             sign_in_log: OnceLock::new(),
             sign_in_windows: Mutex::new(HashMap::new()),
@@ -377,7 +427,10 @@ impl Simulator {
             let stop = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name(format!("graph-sim-{i}"))
-                .spawn(move || worker(&server, &shared, &stop, dispatch))?;
+                .spawn(move || {
+                    let relay = shared.drops.clone();
+                    worker(&server, &shared, &stop, dispatch, relay.as_deref())
+                })?;
             workers.push(handle);
         }
         for i in 0..REPORT_WORKERS {
@@ -386,7 +439,16 @@ impl Simulator {
             let stop = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name(format!("graph-sim-reports-{i}"))
-                .spawn(move || worker(&server, &shared, &stop, dispatch_download))?;
+                .spawn(move || {
+                    let relay = shared.report_drops.clone();
+                    worker(
+                        &server,
+                        &shared,
+                        &stop,
+                        graph::handle_download,
+                        relay.as_deref(),
+                    )
+                })?;
             workers.push(handle);
         }
         tracing::debug!(
@@ -400,6 +462,7 @@ impl Simulator {
             report_server,
             workers,
             proxy,
+            report_proxy,
             stop,
         })
     }
@@ -426,9 +489,11 @@ impl Simulator {
         &self.shared.credentials
     }
 
-    /// The ground truth.
-    pub fn tenant(&self) -> &Tenant {
-        &self.shared.tenant
+    /// The ground truth: a snapshot of the tenant as it is now. Licence
+    /// changes made later (`assignLicense`) do not show in a snapshot already
+    /// taken; call again to see them. Holding one never blocks the simulator.
+    pub fn tenant(&self) -> Arc<Tenant> {
+        self.shared.tenant()
     }
 
     /// The configuration the simulator was started with.
@@ -457,6 +522,52 @@ impl Simulator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// Every `assignLicense` call answered so far (inner `$batch` requests
+    /// included), in order; [`LicenceChange::applied`] tells which changed
+    /// the tenant.
+    pub fn licence_changes(&self) -> Vec<LicenceChange> {
+        self.shared
+            .licence_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many `assignLicense` calls changed the tenant.
+    pub fn applied_licence_changes(&self) -> usize {
+        self.shared
+            .licence_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| c.applied())
+            .count()
+    }
+
+    /// Puts every licence assignment and `consumedUnits` back as generated
+    /// and forgets the recorded `assignLicense` calls.
+    pub fn reset_licences(&self) {
+        let generated = Arc::clone(&self.shared.generated);
+        self.shared.update_tenant(|t| *t = (*generated).clone());
+        self.shared
+            .licence_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Ground truth: a user's licences by object id or userPrincipalName, as
+    /// they are now (direct and group assignments in `license_assignment_states`,
+    /// the effective ones in `assigned_licenses`).
+    pub fn user(&self, key: &str) -> Option<SimUser> {
+        self.shared.tenant().user(key).cloned()
+    }
+
+    /// Ground truth: `consumedUnits` of a SKU now.
+    pub fn consumed_units(&self, sku_id: &str) -> Option<u32> {
+        self.shared.tenant().consumed_units(sku_id)
     }
 
     /// The simulator clock: what `/auditLogs/signIns` treats as "now".
@@ -493,7 +604,7 @@ impl Simulator {
     ) -> Vec<SimSignIn> {
         self.shared
             .sign_in_log()
-            .between(&self.shared.tenant, from, to)
+            .between(&self.shared.tenant(), from, to)
     }
 
     /// The tenant's sign-in log (generated on first use, then shared with the endpoint).
@@ -522,7 +633,10 @@ impl Simulator {
         for handle in self.workers.drain(..) {
             let _ = handle.join();
         }
-        if let Some(proxy) = self.proxy.take() {
+        for proxy in [self.proxy.take(), self.report_proxy.take()]
+            .into_iter()
+            .flatten()
+        {
             proxy.stop();
         }
     }
@@ -539,7 +653,7 @@ impl std::fmt::Debug for Simulator {
         f.debug_struct("Simulator")
             .field("base_url", &self.shared.base_url)
             .field("report_base_url", &self.shared.report_base_url)
-            .field("users", &self.shared.tenant.users.len())
+            .field("users", &self.shared.tenant().users.len())
             .field("seed", &self.shared.config.seed)
             .field("faults", &self.shared.config.faults.to_string())
             .finish()
@@ -559,7 +673,7 @@ pub(crate) fn config_toml(shared: &Shared) -> String {
          domains = [\"*\"]\n\
          allow_hosts = [\"{reports}\"]\n",
         reports = shared.report_base_url,
-        users = shared.tenant.users.len(),
+        users = shared.tenant().users.len(),
         seed = shared.config.seed,
         tid = c.tenant_id,
         cid = c.client_id,
@@ -569,10 +683,16 @@ pub(crate) fn config_toml(shared: &Shared) -> String {
 
 type Handler = fn(&Shared, &Incoming) -> Outcome;
 
-fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool, handler: Handler) {
+fn worker(
+    server: &tiny_http::Server,
+    shared: &Shared,
+    stop: &AtomicBool,
+    handler: Handler,
+    relay: Option<&proxy::Registry>,
+) {
     loop {
         match server.recv() {
-            Ok(request) => serve(shared, request, handler),
+            Ok(request) => serve(shared, request, handler, relay),
             Err(_) => {
                 if stop.load(Ordering::SeqCst) {
                     return;
@@ -584,7 +704,22 @@ fn worker(server: &tiny_http::Server, shared: &Shared, stop: &AtomicBool, handle
     }
 }
 
-fn serve(shared: &Shared, mut request: tiny_http::Request, handler: Handler) {
+fn to_tiny(resp: SimResponse) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    for (name, value) in resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    response
+}
+
+fn serve(
+    shared: &Shared,
+    mut request: tiny_http::Request,
+    handler: Handler,
+    relay: Option<&proxy::Registry>,
+) {
     let url = request.url().to_string();
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -613,13 +748,8 @@ fn serve(shared: &Shared, mut request: tiny_http::Request, handler: Handler) {
 
     let outcome = handler(shared, &incoming);
 
-    let latency = shared.faults().latency_ms;
-    if latency > 0 {
-        std::thread::sleep(Duration::from_millis(latency));
-    }
-
     let status = match &outcome {
-        Outcome::Respond(r) => r.status,
+        Outcome::Respond(r) | Outcome::Truncate(r, _) => r.status,
         Outcome::Drop => 0,
     };
     shared
@@ -637,17 +767,18 @@ fn serve(shared: &Shared, mut request: tiny_http::Request, handler: Handler) {
 
     match outcome {
         Outcome::Respond(resp) => {
-            let mut response =
-                tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-            for (name, value) in resp.headers {
-                if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                    response.add_header(h);
-                }
+            let _ = request.respond(to_tiny(resp));
+        }
+        Outcome::Truncate(resp, keep) => {
+            // The relay lets the head and `keep` body bytes through, then
+            // closes; without one the response goes out whole.
+            if let (Some(relay), Some(addr)) = (relay, remote) {
+                relay.cut_after(addr, keep);
             }
-            let _ = request.respond(response);
+            let _ = request.respond(to_tiny(resp));
         }
         Outcome::Drop => {
-            let killed = match (&shared.drops, remote) {
+            let killed = match (relay, remote) {
                 (Some(registry), Some(addr)) => registry.kill(addr),
                 _ => false,
             };
@@ -655,24 +786,10 @@ fn serve(shared: &Shared, mut request: tiny_http::Request, handler: Handler) {
                 // The sockets are shut; the 500 tiny_http writes on drop goes nowhere.
                 drop(request);
             } else {
-                let resp = graph::service_unavailable(&incoming);
-                let mut response =
-                    tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-                for (name, value) in resp.headers {
-                    if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                    {
-                        response.add_header(h);
-                    }
-                }
-                let _ = request.respond(response);
+                let _ = request.respond(to_tiny(graph::service_unavailable(&incoming)));
             }
         }
     }
-}
-
-/// Serves the report download host.
-fn dispatch_download(shared: &Shared, req: &Incoming) -> Outcome {
-    Outcome::Respond(graph::report_download(shared, req))
 }
 
 /// Routes one request to the simulator's areas.
@@ -699,7 +816,7 @@ fn sim_admin(shared: &Shared, req: &Incoming, rest: &[&str]) -> SimResponse {
     }
     match rest {
         ["tenant"] => {
-            let body = serde_json::to_vec_pretty(&shared.tenant).unwrap_or_default();
+            let body = serde_json::to_vec_pretty(&*shared.tenant()).unwrap_or_default();
             SimResponse::new(200, "application/json; charset=utf-8", body)
         }
         ["config"] => SimResponse::new(200, "text/plain; charset=utf-8", config_toml(shared)),

@@ -1,9 +1,10 @@
-//! A byte relay in front of the HTTP server, used only when `drop` faults are
-//! on: it owns the client-facing sockets so a request's connection can be
-//! shut without any response.
+//! A byte relay in front of an HTTP server, used only when `drop`/`reset` or
+//! `truncate` faults are on: it owns the client-facing sockets so a
+//! request's connection can be shut without any response, or right after
+//! part of a response.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use std::thread::JoinHandle;
 #[derive(Default)]
 pub(crate) struct Registry {
     conns: Mutex<HashMap<SocketAddr, (TcpStream, TcpStream)>>,
+    /// Connections whose next response is cut: body bytes to let through.
+    cuts: Mutex<HashMap<SocketAddr, usize>>,
 }
 
 impl Registry {
@@ -30,6 +33,32 @@ impl Registry {
         }
     }
 
+    /// Arms a cut: the next response on `peer`'s connection reaches the client
+    /// with its head and only `keep` bytes of its body, then the connection
+    /// closes. False when `peer` is not relayed.
+    pub(crate) fn cut_after(&self, peer: SocketAddr, keep: usize) -> bool {
+        if !self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&peer)
+        {
+            return false;
+        }
+        self.cuts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, keep);
+        true
+    }
+
+    fn take_cut(&self, peer: &SocketAddr) -> Option<usize> {
+        self.cuts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(peer)
+    }
+
     fn kill_all(&self) {
         let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         for (client, inner) in conns.values() {
@@ -43,6 +72,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        self.take_cut(key);
     }
 }
 
@@ -138,10 +168,50 @@ fn relay(client: TcpStream, inner_addr: SocketAddr, registry: &Arc<Registry>) ->
     std::thread::Builder::new()
         .name("graph-sim-relay-down".into())
         .spawn(move || {
-            let _ = io::copy(&mut inner_read, &mut client_write);
+            relay_down(&mut inner_read, &mut client_write, &registry, &key);
             let _ = client_write.shutdown(Shutdown::Both);
             let _ = inner_read.shutdown(Shutdown::Both);
             registry.remove(&key);
         })?;
     Ok(())
+}
+
+/// Copies responses to the client until either side closes or an armed cut
+/// has let through a response head and its share of the body.
+fn relay_down(
+    inner: &mut TcpStream,
+    client: &mut TcpStream,
+    registry: &Registry,
+    key: &SocketAddr,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    // (body bytes to keep, bytes of the response held back so far)
+    let mut cut: Option<(usize, Vec<u8>)> = None;
+    loop {
+        let n = match inner.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.is_none() {
+            cut = registry.take_cut(key).map(|keep| (keep, Vec::new()));
+        }
+        match &mut cut {
+            None => {
+                if client.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Some((keep, held)) => {
+                held.extend_from_slice(&buf[..n]);
+                if let Some(head) = held.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let upto = head + 4 + *keep;
+                    if held.len() >= upto {
+                        let _ = client.write_all(&held[..upto]);
+                        let _ = client.flush();
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }

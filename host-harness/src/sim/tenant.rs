@@ -12,6 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::catalog::{self, CATALOG, PLAN_STATUS_OVERRIDES, UNKNOWN_SKU_PART_NUMBER};
+use super::licensing;
 pub use super::usage::{
     ActiveUserDetail, AppUse, AppsUsage, AuthRegistration, DeletedUser, EmailActivity,
     MailboxUsage, OfficeActivation, OneDriveUsage, PeriodCounts, ServiceUsage, SignInActivity,
@@ -129,7 +130,7 @@ pub struct SimUser {
     pub usage: UserUsage,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AssignedLicense {
     pub sku_id: String,
     pub disabled_plans: Vec<String>,
@@ -148,6 +149,35 @@ pub struct LicenseAssignmentState {
     pub last_updated_date_time: String,
 }
 
+impl SimUser {
+    /// The user's direct assignments (`assignedByGroup` is null).
+    pub fn direct_licenses(&self) -> impl Iterator<Item = &LicenseAssignmentState> {
+        self.license_assignment_states
+            .iter()
+            .filter(|s| s.assigned_by_group.is_none())
+    }
+
+    /// The user's group-based assignments.
+    pub fn group_licenses(&self) -> impl Iterator<Item = &LicenseAssignmentState> {
+        self.license_assignment_states
+            .iter()
+            .filter(|s| s.assigned_by_group.is_some())
+    }
+
+    /// The direct assignment of a SKU, if any.
+    pub fn direct_license(&self, sku_id: &str) -> Option<&LicenseAssignmentState> {
+        self.direct_licenses()
+            .find(|s| s.sku_id.eq_ignore_ascii_case(sku_id))
+    }
+
+    /// The user's effective licence for a SKU (`assignedLicenses`), if held.
+    pub fn license(&self, sku_id: &str) -> Option<&AssignedLicense> {
+        self.assigned_licenses
+            .iter()
+            .find(|l| l.sku_id.eq_ignore_ascii_case(sku_id))
+    }
+}
+
 impl Tenant {
     /// Generates the tenant for `(seed, users)`.
     pub fn generate(seed: u64, users: usize) -> Tenant {
@@ -163,6 +193,30 @@ impl Tenant {
         self.users
             .iter()
             .find(|u| u.user_principal_name.eq_ignore_ascii_case(upn))
+    }
+
+    /// The user with this object id or (any case) userPrincipalName, as
+    /// `/users/{id | userPrincipalName}` resolves it.
+    pub fn user(&self, key: &str) -> Option<&SimUser> {
+        self.user_index(key).map(|i| &self.users[i])
+    }
+
+    /// Position in [`Tenant::users`] of the user with this id or UPN.
+    pub fn user_index(&self, key: &str) -> Option<usize> {
+        if uuid::Uuid::parse_str(key).is_ok() {
+            self.users
+                .iter()
+                .position(|u| u.id.eq_ignore_ascii_case(key))
+        } else {
+            self.users
+                .iter()
+                .position(|u| u.user_principal_name.eq_ignore_ascii_case(key))
+        }
+    }
+
+    /// `consumedUnits` of a SKU (any case skuId).
+    pub fn consumed_units(&self, sku_id: &str) -> Option<u32> {
+        self.sku_by_id(sku_id).map(|s| s.consumed_units)
     }
 
     pub fn sku_by_id(&self, sku_id: &str) -> Option<&SimSku> {
@@ -1103,6 +1157,13 @@ fn gen_licences(
         }
     }
 
+    // A user with a dependent add-on keeps its prerequisite plans enabled, so
+    // every generated assignment is one `assignLicense` would accept.
+    let holds_dependent = wanted.iter().any(|part| {
+        licensing::PLAN_DEPENDENCIES
+            .iter()
+            .any(|d| d.sku_part_number == *part)
+    });
     let mut licences: Vec<AssignedLicense> = Vec::new();
     let mut states: Vec<LicenseAssignmentState> = Vec::new();
     let now_span = (EPOCH_END - created).max(86_400);
@@ -1125,20 +1186,23 @@ fn gen_licences(
             _ if usage_location.is_some() => (true, None),
             _ => (false, None),
         };
-        let direct_disabled: Vec<String> = if direct && disable_draw && sku.service_plans.len() >= 4
-        {
-            let k = rng.random_range(1..=2usize);
-            let mut picked: Vec<String> = Vec::new();
-            for _ in 0..k {
-                let plan = pick(rng, &sku.service_plans).service_plan_id.clone();
-                if !picked.contains(&plan) {
-                    picked.push(plan);
+        let mut direct_disabled: Vec<String> =
+            if direct && disable_draw && sku.service_plans.len() >= 4 {
+                let k = rng.random_range(1..=2usize);
+                let mut picked: Vec<String> = Vec::new();
+                for _ in 0..k {
+                    let plan = pick(rng, &sku.service_plans).service_plan_id.clone();
+                    if !picked.contains(&plan) {
+                        picked.push(plan);
+                    }
                 }
-            }
-            picked
-        } else {
-            vec![]
-        };
+                picked
+            } else {
+                vec![]
+            };
+        if holds_dependent {
+            direct_disabled.retain(|p| !licensing::prerequisite_plan_ids().any(|id| id == p));
+        }
         let mut active_disabled: Vec<Vec<String>> = Vec::new();
         if direct {
             states.push(LicenseAssignmentState {

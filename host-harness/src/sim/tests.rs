@@ -158,7 +158,7 @@ fn determinism_and_ground_truth_over_http() {
         serde_json::to_string(&b).unwrap()
     );
     let sim = start(120, "");
-    assert_eq!(sim.tenant(), &a);
+    assert_eq!(*sim.tenant(), a);
     let again = start(120, "");
     assert_eq!(sim.credentials(), again.credentials());
     let c = Client::new(&sim);
@@ -568,7 +568,7 @@ fn users_filters_and_single_user() {
     let sim = start(300, "");
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
 
     let e3 = "05e9a617-0261-4cee-bb44-138d3ef5d965";
     let r = c.get(
@@ -1080,7 +1080,7 @@ fn every_report_redirects_to_a_csv_with_the_documented_columns() {
     let sim = start(60, "");
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     assert_ne!(sim.report_base_url(), sim.base_url());
     assert!(sim.report_base_url().starts_with("http://127.0.0.1:"));
 
@@ -1476,7 +1476,7 @@ fn report_parameters_are_validated() {
     );
 
     // A date inside the window: a one-day report of the users active that day.
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     let day = "2026-11-16";
     let csv = fetch_report(
         &c,
@@ -1603,7 +1603,7 @@ fn concealed_names_follow_report_settings() {
     );
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     let r = c.get("/v1.0/admin/reportSettings", &token, &[]);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -1728,7 +1728,7 @@ fn sign_in_activity_pages_of_500_and_sentinels() {
     let sim = start(1100, "");
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     let mut url = "/v1.0/users?$select=id,userPrincipalName,signInActivity&$top=999".to_string();
     let mut sizes = Vec::new();
     let mut seen = 0;
@@ -1859,7 +1859,7 @@ fn user_registration_details_pages_skip_disabled_users() {
     let sim = start(70, "");
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     let mut url = "/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=9".to_string();
     let mut ids = Vec::new();
     let mut pages = 0;
@@ -2005,7 +2005,7 @@ fn json_reports_on_beta() {
     let sim = start(45, "");
     let c = Client::new(&sim);
     let token = c.token(&sim);
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     let mut url =
         "/beta/reports/getEmailActivityUserDetail(period='D7')?$format=application/json&$top=4"
             .to_string();
@@ -2146,7 +2146,7 @@ fn enabled_plan(t: &Tenant, u: &SimUser, names: &[&str]) -> bool {
 #[test]
 fn sign_in_ground_truth_follows_licences_and_sign_in_activity() {
     let sim = start(300, "");
-    let t = sim.tenant();
+    let t = &*sim.tenant();
     assert_eq!(iso(sim.now()), "2026-11-20T12:00:00Z");
     assert_eq!(sim.retention_days(), 30);
     let all = t.sign_ins();

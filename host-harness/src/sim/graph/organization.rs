@@ -44,7 +44,7 @@ const PROPERTIES: &[&str] = &[
 ];
 
 fn organization(ctx: &Ctx<'_>) -> Map<String, Value> {
-    let t = &ctx.shared.tenant;
+    let t = &*ctx.tenant();
     let verified: Vec<Value> = t
         .domains
         .iter()
@@ -134,7 +134,7 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<crate::sim::SimResponse, GraphError>
 
 pub(super) fn get(ctx: &Ctx<'_>, id: &str) -> Result<crate::sim::SimResponse, GraphError> {
     ctx.require_any(PERMISSIONS)?;
-    if !id.eq_ignore_ascii_case(&ctx.shared.tenant.tenant_id) {
+    if !id.eq_ignore_ascii_case(&ctx.tenant().tenant_id) {
         return Err(GraphError::resource_not_found(id));
     }
     let (mut org, fragment) = shaped(ctx)?;

@@ -314,9 +314,8 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
         Some(raw) if !raw.trim().is_empty() => parse_orderby(raw)?,
         _ => Vec::new(),
     };
-    let mut users: Vec<&SimUser> = ctx
-        .shared
-        .tenant
+    let tenant = ctx.tenant();
+    let mut users: Vec<&SimUser> = tenant
         .users
         .iter()
         .filter(|u| listed(u))
@@ -375,9 +374,8 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
 pub(super) fn get(ctx: &Ctx<'_>, id: &str) -> Result<SimResponse, GraphError> {
     checks(ctx)?;
     let (names, raw_select) = selection(ctx)?;
-    let user = ctx
-        .shared
-        .tenant
+    let tenant = ctx.tenant();
+    let user = tenant
         .user_by_id(id)
         .filter(|u| listed(u))
         .ok_or_else(|| GraphError::resource_not_found(id))?;

@@ -486,7 +486,7 @@ pub(super) fn function(
         ));
     }
     let shared = ctx.shared;
-    let tenant = &shared.tenant;
+    let tenant = &*shared.tenant();
     let concealed = shared.concealed();
     let tag = etag(def, view, concealed, tenant);
     if ctx
@@ -537,6 +537,26 @@ pub(super) fn function(
 }
 
 /// Serves the report download host.
+/// What a download URL names, stable across runs (the token in it is not):
+/// the report function and its period or date. Fault decisions key on it.
+pub(crate) fn download_identity(shared: &Shared, req: &Incoming) -> String {
+    let token = form_urlencoded::parse(req.query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    match verify(&shared.report_key, &token) {
+        Some(c) => format!(
+            "{}/{}?per={:?}&date={}&concealed={}",
+            req.path,
+            c.ent,
+            c.per,
+            c.dt.as_deref().unwrap_or(""),
+            c.cn
+        ),
+        None => req.path.clone(),
+    }
+}
+
 pub(crate) fn download(shared: &Shared, req: &Incoming) -> SimResponse {
     let text = |status: u16, msg: &str| {
         SimResponse::new(status, "text/plain; charset=utf-8", format!("{msg}\n"))
@@ -564,7 +584,7 @@ pub(crate) fn download(shared: &Shared, req: &Incoming) -> SimResponse {
         return text(401, "Unauthorized: invalid token.");
     };
     let now = now_unix();
-    if claims.tid != shared.tenant.tenant_id || now < claims.nbf {
+    if claims.tid != shared.tenant().tenant_id || now < claims.nbf {
         return text(401, "Unauthorized: invalid token.");
     }
     if now >= claims.exp {
@@ -578,7 +598,7 @@ pub(crate) fn download(shared: &Shared, req: &Incoming) -> SimResponse {
         (None, Some(d)) => View::Date(d),
         _ => View::All,
     };
-    let csv = build_csv(&shared.tenant, def.kind, view, claims.cn);
+    let csv = build_csv(&shared.tenant(), def.kind, view, claims.cn);
     let file = def.name.trim_start_matches("get");
     SimResponse::new(200, "application/octet-stream", csv).with_header(
         "Content-Disposition",
@@ -1071,7 +1091,7 @@ fn json_report(
     concealed: bool,
 ) -> Result<SimResponse, GraphError> {
     let top = page_size(ctx, 200, 10_000)?;
-    let tenant = &ctx.shared.tenant;
+    let tenant = &*ctx.tenant();
     let fp = odata::fingerprint(&[def.name, &format!("{view:?}")]);
     let people = tenant.users.len() + tenant.deleted_users.len();
     let start = match ctx.query.get("$skiptoken") {

@@ -416,7 +416,7 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
     }
 
     let shared = ctx.shared;
-    let tenant = &shared.tenant;
+    let tenant = &*shared.tenant();
     let log = shared.sign_in_log();
     let fp = odata::fingerprint(&[SEGMENT, &raw_filter]);
     let (cursor, page) = match ctx.query.get("$skiptoken") {

@@ -104,7 +104,8 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<crate::sim::SimResponse, GraphError>
         ));
     }
     let select = select(ctx)?;
-    let skus = &ctx.shared.tenant.skus;
+    let tenant = ctx.tenant();
+    let skus = &tenant.skus;
     let fp = odata::fingerprint(&["subscribedSkus"]);
     let start = match ctx.query.get("$skiptoken") {
         None => 0,
@@ -136,9 +137,8 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<crate::sim::SimResponse, GraphError>
 pub(super) fn get(ctx: &Ctx<'_>, id: &str) -> Result<crate::sim::SimResponse, GraphError> {
     ctx.require_any(PERMISSIONS)?;
     let select = select(ctx)?;
-    let sku = ctx
-        .shared
-        .tenant
+    let tenant = ctx.tenant();
+    let sku = tenant
         .skus
         .iter()
         .find(|s| s.id.eq_ignore_ascii_case(id))

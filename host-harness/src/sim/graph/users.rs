@@ -353,6 +353,20 @@ fn render(u: &SimUser, select: Option<&[&'static str]>, tenant: &Tenant) -> Map<
     m
 }
 
+/// The user as `assignLicense` returns it: the default properties plus the
+/// licence ones.
+pub(super) fn render_changed(u: &SimUser, tenant: &Tenant) -> Map<String, Value> {
+    let mut m = render(u, None, tenant);
+    for p in [
+        "accountEnabled",
+        "assignedLicenses",
+        "licenseAssignmentStates",
+    ] {
+        m.insert(p.to_string(), property(u, p, tenant));
+    }
+    m
+}
+
 struct Selection {
     props: Option<Vec<&'static str>>,
     /// The `$select` text as sent, for `@odata.context`.
@@ -994,8 +1008,7 @@ fn is_advanced(ctx: &Ctx<'_>) -> bool {
 }
 
 /// Users matching `$filter` and `$search`, ordered by `$orderby`.
-fn matching<'t>(ctx: &Ctx<'t>) -> Result<Vec<&'t SimUser>, GraphError> {
-    let tenant: &'t Tenant = &ctx.shared.tenant;
+fn matching<'t>(ctx: &Ctx<'_>, tenant: &'t Tenant) -> Result<Vec<&'t SimUser>, GraphError> {
     let advanced = is_advanced(ctx);
     let search = match ctx.query.get("$search") {
         Some(raw) if !raw.trim().is_empty() => {
@@ -1094,7 +1107,8 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
     if sign_in {
         top = top.min(500);
     }
-    let users = matching(ctx)?;
+    let tenant = ctx.tenant();
+    let users = matching(ctx, &tenant)?;
 
     let fp = odata::fingerprint(&[
         "users",
@@ -1109,10 +1123,9 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
             .ok_or_else(|| GraphError::bad_request("The skip token is not valid."))?,
     };
     let end = start.saturating_add(top).min(users.len());
-    let tenant = &ctx.shared.tenant;
     let value: Vec<Value> = users[start..end]
         .iter()
-        .map(|u| Value::Object(render(u, sel.props.as_deref(), tenant)))
+        .map(|u| Value::Object(render(u, sel.props.as_deref(), &tenant)))
         .collect();
 
     let mut body = Map::new();
@@ -1151,7 +1164,8 @@ pub(super) fn count(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
     if filters_sign_in(ctx) {
         check_sign_in_activity(ctx)?;
     }
-    let users = matching(ctx)?;
+    let tenant = ctx.tenant();
+    let users = matching(ctx, &tenant)?;
     Ok(SimResponse::new(
         200,
         "text/plain;charset=utf-8",
@@ -1171,7 +1185,7 @@ pub(super) fn get(ctx: &Ctx<'_>, key: &str) -> Result<SimResponse, GraphError> {
         }
         check_sign_in_activity(ctx)?;
     }
-    let tenant = &ctx.shared.tenant;
+    let tenant = &*ctx.tenant();
     let user = if by_id {
         tenant.user_by_id(key)
     } else {
