@@ -37,6 +37,16 @@ const TICK: Duration = Duration::from_millis(10);
 const SEND_ALL_CONCURRENCY: usize = 8;
 /// Guest stderr kept for panic messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
+/// A log line is cut to this many bytes (after redaction) before an observer sees it.
+const MAX_LOG_LINE: usize = 64 * 1024;
+/// Outbound requests larger than this are refused before they leave the host: no service
+/// needs them, and the host would otherwise copy and send whatever the guest asks.
+const MAX_URL_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 256;
+const MAX_HEADER_BYTES: usize = 256 * 1024;
+/// Denied destinations kept in the run's statistics (each cut to `MAX_SHOWN_URL`).
+const MAX_DENIED_KEPT: usize = 100;
+const MAX_SHOWN_URL: usize = 512;
 
 /// Why a run did not produce the guest's answer.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +117,10 @@ pub struct RunIo {
 #[derive(Debug, Default, Clone)]
 pub struct RunStats {
     pub requests: u64,
+    /// Destinations the allow-list refused (the first 100, redacted).
     pub denied: Vec<String>,
+    /// Requests refused before leaving the host (allow-list or size), all of them.
+    pub denied_attempts: u64,
     pub records: BTreeMap<String, u64>,
     /// State keys written during the run (commit only if the run succeeded).
     pub state_writes: BTreeMap<String, String>,
@@ -181,14 +194,17 @@ impl RunState {
     fn log_line(&mut self, level: Level, message: &str) {
         self.stats.log_lines += 1;
         if self.stats.log_lines <= self.io.limits.max_log_lines {
-            let clean = self.io.redactor.redact(message);
+            // Redact first, then cut: cutting first could split a secret and keep half of it.
+            let clean = truncate(self.io.redactor.redact(message), MAX_LOG_LINE);
             self.io.observer.log(level, &clean);
         }
     }
 
-    /// The allow-list and request cap, checked before anything leaves the host.
+    /// Size limits, the request cap and the allow-list, checked before anything leaves the
+    /// host. Denied attempts count towards the cap, so a guest cannot retry a denial forever.
     fn admit(&mut self, request: &GuestRequest) -> Result<OutboundRequest, TransportError> {
-        if self.stats.requests >= self.io.limits.max_requests {
+        let attempts = self.stats.requests + self.stats.denied_attempts;
+        if attempts >= self.io.limits.max_requests {
             let reason = format!(
                 "the run reached its cap of {} requests",
                 self.io.limits.max_requests
@@ -196,9 +212,16 @@ impl RunState {
             self.policy_violation.get_or_insert(reason.clone());
             return Err(TransportError::Denied(reason));
         }
+        if let Some(reason) = oversized(request) {
+            self.stats.denied_attempts += 1;
+            return Err(TransportError::Denied(reason));
+        }
         if let Err(reason) = self.io.allow_list.check(&request.url) {
-            let shown = self.io.redactor.redact(&request.url);
-            self.stats.denied.push(shown.clone());
+            self.stats.denied_attempts += 1;
+            let shown = truncate(self.io.redactor.redact(&request.url), MAX_SHOWN_URL);
+            if self.stats.denied.len() < MAX_DENIED_KEPT {
+                self.stats.denied.push(shown.clone());
+            }
             self.log_line(
                 Level::Warn,
                 &format!("denied outbound request to {shown}: {reason}"),
@@ -228,6 +251,42 @@ impl RunState {
             .unwrap_or(Duration::from_secs(120));
         wanted.min(self.time_left())
     }
+}
+
+/// Why a request is too large to send, if it is.
+fn oversized(request: &GuestRequest) -> Option<String> {
+    let header_bytes: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if request.url.len() > MAX_URL_BYTES {
+        Some(format!(
+            "the URL is {} bytes; the host sends at most {MAX_URL_BYTES}",
+            request.url.len()
+        ))
+    } else if request.headers.len() > MAX_HEADERS {
+        Some(format!(
+            "the request has {} headers; the host sends at most {MAX_HEADERS}",
+            request.headers.len()
+        ))
+    } else if header_bytes > MAX_HEADER_BYTES {
+        Some(format!(
+            "the headers are {header_bytes} bytes; the host sends at most {MAX_HEADER_BYTES}"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Cuts a text to at most `max` bytes on a character boundary, saying so.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!(" [{cut} more bytes cut]"));
+    }
+    text
 }
 
 fn convert(
@@ -343,6 +402,15 @@ impl saas::connector::sink::Host for RunState {
         if !self.io.entities.is_empty() && !self.io.entities.contains(&entity) {
             return Err(format!("entity '{entity}' is not declared in the manifest"));
         }
+        let emitted: u64 = self.stats.records.values().sum();
+        if emitted + records.len() as u64 > self.io.limits.max_records {
+            let reason = format!(
+                "the run reached its cap of {} records",
+                self.io.limits.max_records
+            );
+            self.policy_violation.get_or_insert(reason.clone());
+            return Err(reason);
+        }
         for (i, record) in records.iter().enumerate() {
             // Validate without building a tree: an object, and well-formed JSON throughout.
             let object = record.trim_start().starts_with('{');
@@ -369,6 +437,8 @@ impl saas::connector::sink::Host for RunState {
 }
 
 const MAX_STATE_VALUE: usize = 1 << 20;
+/// All state values of an instance together (state is for cursors, not data).
+const MAX_STATE_TOTAL: usize = 16 << 20;
 
 impl saas::connector::state::Host for RunState {
     fn get(&mut self, key: String) -> Option<String> {
@@ -383,6 +453,21 @@ impl saas::connector::state::Host for RunState {
         if value.len() > MAX_STATE_VALUE || key.len() > 256 {
             return Err(format!(
                 "state value for '{key}' is too large (limit {MAX_STATE_VALUE} bytes)"
+            ));
+        }
+        let writes = &self.stats.state_writes;
+        let total: usize = self
+            .io
+            .state
+            .iter()
+            .filter(|(k, _)| !writes.contains_key(*k))
+            .chain(writes)
+            .filter(|(k, _)| **k != key)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if total + key.len() + value.len() > MAX_STATE_TOTAL {
+            return Err(format!(
+                "state for this connector instance would exceed {MAX_STATE_TOTAL} bytes"
             ));
         }
         self.stats.state_writes.insert(key, value);
@@ -533,6 +618,19 @@ impl Harness {
             stderr,
             timeout,
         })
+    }
+
+    /// The component's import names, e.g. `saas:connector/http@0.1.0` or `wasi:io/streams@0.2.6`,
+    /// read from its type without instantiating it (a component with foreign imports cannot be
+    /// loaded as a `Harness`, and this says which).
+    pub fn imports(bytes: &[u8], cache_dir: Option<&Path>) -> Result<Vec<String>, RunError> {
+        let engine = engine();
+        let (component, _) = compile(&engine, bytes, cache_dir)?;
+        Ok(component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect())
     }
 
     /// `describe` in a throwaway instance with no network.
