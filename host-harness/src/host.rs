@@ -21,6 +21,14 @@ use crate::transport::{OutboundRequest, SendError, Transport};
 wasmtime::component::bindgen!({
     world: "connector",
     path: "../wit",
+    // These imports can end the run: once a policy is broken (request or record cap) or a
+    // sleep reaches the deadline, the call traps instead of letting the guest go on.
+    imports: {
+        "saas:connector/http.send": trappable,
+        "saas:connector/http.send-all": trappable,
+        "saas:connector/sink.emit": trappable,
+        "saas:connector/clock.sleep": trappable,
+    },
 });
 
 pub use saas::connector::http::{
@@ -244,6 +252,15 @@ impl RunState {
         })
     }
 
+    /// Traps once the run has broken a policy, so a guest that ignores the refusal stops now
+    /// rather than at the deadline.
+    fn stop_if_violated(&self) -> wasmtime::Result<()> {
+        match &self.policy_violation {
+            Some(reason) => Err(wasmtime::Error::msg(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn timeout_for(&self, request: &GuestRequest) -> Duration {
         let wanted = request
             .timeout_ms
@@ -314,14 +331,23 @@ fn outcome_text(result: &Result<GuestResponse, TransportError>) -> String {
 impl saas::connector::types::Host for RunState {}
 
 impl saas::connector::http::Host for RunState {
-    fn send(&mut self, request: GuestRequest) -> Result<GuestResponse, TransportError> {
-        let outbound = self.admit(&request)?;
+    fn send(
+        &mut self,
+        request: GuestRequest,
+    ) -> wasmtime::Result<Result<GuestResponse, TransportError>> {
+        let outbound = match self.admit(&request) {
+            Ok(outbound) => outbound,
+            Err(refused) => {
+                self.stop_if_violated()?;
+                return Ok(Err(refused));
+            }
+        };
         // Epochs do not interrupt host calls: the request gets the run's remaining time.
         let timeout = self.timeout_for(&request);
         if timeout.is_zero() {
-            return Err(TransportError::Timeout(
+            return Ok(Err(TransportError::Timeout(
                 "the run's deadline has passed".into(),
-            ));
+            )));
         }
         let result = convert(self.io.transport.send(
             &outbound,
@@ -332,17 +358,18 @@ impl saas::connector::http::Host for RunState {
         self.io
             .observer
             .request(&outbound.method, &url, &outcome_text(&result));
-        result
+        Ok(result)
     }
 
     fn send_all(
         &mut self,
         requests: Vec<GuestRequest>,
-    ) -> Vec<Result<GuestResponse, TransportError>> {
+    ) -> wasmtime::Result<Vec<Result<GuestResponse, TransportError>>> {
         let admitted: Vec<_> = requests
             .iter()
             .map(|r| (self.admit(r), self.timeout_for(r)))
             .collect();
+        self.stop_if_violated()?;
         let transport = self.io.transport.clone();
         let max_body = self.io.limits.max_response_bytes;
         let mut results: Vec<Option<Result<GuestResponse, TransportError>>> =
@@ -384,10 +411,10 @@ impl saas::connector::http::Host for RunState {
                 results[index] = Some(outcome);
             }
         }
-        results
+        Ok(results
             .into_iter()
             .map(|r| r.expect("every request has an outcome"))
-            .collect()
+            .collect())
     }
 }
 
@@ -398,7 +425,19 @@ impl saas::connector::log::Host for RunState {
 }
 
 impl saas::connector::sink::Host for RunState {
-    fn emit(&mut self, entity: String, records: Vec<String>) -> Result<(), String> {
+    fn emit(
+        &mut self,
+        entity: String,
+        records: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let result = self.emit_batch(entity, records);
+        self.stop_if_violated()?;
+        Ok(result)
+    }
+}
+
+impl RunState {
+    fn emit_batch(&mut self, entity: String, records: Vec<String>) -> Result<(), String> {
         if !self.io.entities.is_empty() && !self.io.entities.contains(&entity) {
             return Err(format!("entity '{entity}' is not declared in the manifest"));
         }
@@ -480,12 +519,15 @@ impl saas::connector::clock::Host for RunState {
         self.io.clock.now_ms()
     }
 
-    fn sleep(&mut self, ms: u64) {
+    fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         let limit = self.time_left();
-        if Duration::from_millis(ms) > limit {
-            self.deadline_hit = true;
-        }
         self.io.clock.sleep(ms, limit);
+        if Duration::from_millis(ms) > limit {
+            // The guest would wake after its deadline: end the run now.
+            self.deadline_hit = true;
+            wasmtime::bail!("the run's deadline passed during a sleep");
+        }
+        Ok(())
     }
 }
 
@@ -714,6 +756,9 @@ fn classify(
     let state = store.data();
     if state.limiter.exceeded {
         return RunError::OutOfMemory(state.limiter.max_bytes);
+    }
+    if state.deadline_hit {
+        return RunError::Deadline(timeout);
     }
     if let Some(reason) = &state.policy_violation {
         return RunError::Policy(reason.clone());
