@@ -385,7 +385,11 @@ impl<'a> Kit<'a> {
         let manifest = match harness.describe() {
             Ok(m) => m,
             Err(e) => {
-                self.record("manifest", vec![format!("describe failed: {e}")], String::new());
+                self.record(
+                    "manifest",
+                    vec![format!("describe failed: {e}")],
+                    String::new(),
+                );
                 self.skip_rest("not run: describe failed");
                 return self.finish(component, &[]);
             }
@@ -732,11 +736,7 @@ impl<'a> Kit<'a> {
                 }
             }
             if bad > 3 {
-                problems.push(format!(
-                    "`{}`: {} more invalid records",
-                    run.task,
-                    bad - 3
-                ));
+                problems.push(format!("`{}`: {} more invalid records", run.task, bad - 3));
             }
         }
         self.record(
@@ -799,7 +799,10 @@ impl<'a> Kit<'a> {
     fn check_secrets(&mut self, secrets: &[(String, String)], runs: &[&[TaskRun]]) {
         let mut haystacks: Vec<(&str, String)> = vec![
             ("a log line", self.seen.logs.lock().unwrap().join("\n")),
-            ("a request URL", self.seen.requests.lock().unwrap().join("\n")),
+            (
+                "a request URL",
+                self.seen.requests.lock().unwrap().join("\n"),
+            ),
             ("an error, summary or report", self.outputs.join("\n")),
         ];
         let records: String = runs
@@ -814,7 +817,9 @@ impl<'a> Kit<'a> {
             for (form, encoded) in encodings(value) {
                 for (place, text) in &haystacks {
                     if text.contains(&encoded) {
-                        problems.push(format!("the value of `{field}` ({form}) appears in {place}"));
+                        problems.push(format!(
+                            "the value of `{field}` ({form}) appears in {place}"
+                        ));
                     }
                 }
             }
@@ -987,7 +992,9 @@ fn wrong_type(declared: &Value) -> Option<Value> {
     ];
     candidates
         .into_iter()
-        .find(|(kind, _)| !types.contains(kind) && !(*kind == "number" && types.contains(&"integer")))
+        .find(|(kind, _)| {
+            !types.contains(kind) && !(*kind == "number" && types.contains(&"integer"))
+        })
         .map(|(_, v)| v)
 }
 
@@ -1051,7 +1058,10 @@ mod tests {
             .map(|(_, field, v)| (field, v))
             .collect();
         assert_eq!(found[0], ("a".to_string(), json!({"n": 3})));
-        assert!(found.contains(&("n".to_string(), json!({"a": "x", "n": "conformance-kit-text"}))));
+        assert!(found.contains(&(
+            "n".to_string(),
+            json!({"a": "x", "n": "conformance-kit-text"})
+        )));
         assert!(found.contains(&("o".to_string(), json!({"a": "x", "n": 3, "o": 12345.5}))));
         assert!(found.iter().any(|(f, _)| f == UNEXPECTED_PROPERTY));
     }

@@ -446,8 +446,7 @@ fn truncate(s: &str, n: usize) -> String {
 fn conformance(plugin: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Result<i32> {
     use host_harness::conformance;
     let path = plugin.unwrap_or_else(|| PathBuf::from(host_harness::PLUGIN_WASM));
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let cache = host::default_cache_dir();
     let report = match config {
         Some(file) => conformance::run(
