@@ -21,6 +21,14 @@ use crate::transport::{OutboundRequest, SendError, Transport};
 wasmtime::component::bindgen!({
     world: "connector",
     path: "../wit",
+    // These imports can end the run: once a policy is broken (request or record cap) or a
+    // sleep reaches the deadline, the call traps instead of letting the guest go on.
+    imports: {
+        "saas:connector/http.send": trappable,
+        "saas:connector/http.send-all": trappable,
+        "saas:connector/sink.emit": trappable,
+        "saas:connector/clock.sleep": trappable,
+    },
 });
 
 pub use saas::connector::http::{
@@ -37,6 +45,16 @@ const TICK: Duration = Duration::from_millis(10);
 const SEND_ALL_CONCURRENCY: usize = 8;
 /// Guest stderr kept for panic messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
+/// A log line is cut to this many bytes (after redaction) before an observer sees it.
+const MAX_LOG_LINE: usize = 64 * 1024;
+/// Outbound requests larger than this are refused before they leave the host: no service
+/// needs them, and the host would otherwise copy and send whatever the guest asks.
+const MAX_URL_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 256;
+const MAX_HEADER_BYTES: usize = 256 * 1024;
+/// Denied destinations kept in the run's statistics (each cut to `MAX_SHOWN_URL`).
+const MAX_DENIED_KEPT: usize = 100;
+const MAX_SHOWN_URL: usize = 512;
 
 /// Why a run did not produce the guest's answer.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +125,10 @@ pub struct RunIo {
 #[derive(Debug, Default, Clone)]
 pub struct RunStats {
     pub requests: u64,
+    /// Destinations the allow-list refused (the first 100, redacted).
     pub denied: Vec<String>,
+    /// Requests refused before leaving the host (allow-list or size), all of them.
+    pub denied_attempts: u64,
     pub records: BTreeMap<String, u64>,
     /// State keys written during the run (commit only if the run succeeded).
     pub state_writes: BTreeMap<String, String>,
@@ -181,14 +202,17 @@ impl RunState {
     fn log_line(&mut self, level: Level, message: &str) {
         self.stats.log_lines += 1;
         if self.stats.log_lines <= self.io.limits.max_log_lines {
-            let clean = self.io.redactor.redact(message);
+            // Redact first, then cut: cutting first could split a secret and keep half of it.
+            let clean = truncate(self.io.redactor.redact(message), MAX_LOG_LINE);
             self.io.observer.log(level, &clean);
         }
     }
 
-    /// The allow-list and request cap, checked before anything leaves the host.
+    /// Size limits, the request cap and the allow-list, checked before anything leaves the
+    /// host. Denied attempts count towards the cap, so a guest cannot retry a denial forever.
     fn admit(&mut self, request: &GuestRequest) -> Result<OutboundRequest, TransportError> {
-        if self.stats.requests >= self.io.limits.max_requests {
+        let attempts = self.stats.requests + self.stats.denied_attempts;
+        if attempts >= self.io.limits.max_requests {
             let reason = format!(
                 "the run reached its cap of {} requests",
                 self.io.limits.max_requests
@@ -196,9 +220,16 @@ impl RunState {
             self.policy_violation.get_or_insert(reason.clone());
             return Err(TransportError::Denied(reason));
         }
+        if let Some(reason) = oversized(request) {
+            self.stats.denied_attempts += 1;
+            return Err(TransportError::Denied(reason));
+        }
         if let Err(reason) = self.io.allow_list.check(&request.url) {
-            let shown = self.io.redactor.redact(&request.url);
-            self.stats.denied.push(shown.clone());
+            self.stats.denied_attempts += 1;
+            let shown = truncate(self.io.redactor.redact(&request.url), MAX_SHOWN_URL);
+            if self.stats.denied.len() < MAX_DENIED_KEPT {
+                self.stats.denied.push(shown.clone());
+            }
             self.log_line(
                 Level::Warn,
                 &format!("denied outbound request to {shown}: {reason}"),
@@ -221,6 +252,15 @@ impl RunState {
         })
     }
 
+    /// Traps once the run has broken a policy, so a guest that ignores the refusal stops now
+    /// rather than at the deadline.
+    fn stop_if_violated(&self) -> wasmtime::Result<()> {
+        match &self.policy_violation {
+            Some(reason) => Err(wasmtime::Error::msg(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn timeout_for(&self, request: &GuestRequest) -> Duration {
         let wanted = request
             .timeout_ms
@@ -228,6 +268,42 @@ impl RunState {
             .unwrap_or(Duration::from_secs(120));
         wanted.min(self.time_left())
     }
+}
+
+/// Why a request is too large to send, if it is.
+fn oversized(request: &GuestRequest) -> Option<String> {
+    let header_bytes: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if request.url.len() > MAX_URL_BYTES {
+        Some(format!(
+            "the URL is {} bytes; the host sends at most {MAX_URL_BYTES}",
+            request.url.len()
+        ))
+    } else if request.headers.len() > MAX_HEADERS {
+        Some(format!(
+            "the request has {} headers; the host sends at most {MAX_HEADERS}",
+            request.headers.len()
+        ))
+    } else if header_bytes > MAX_HEADER_BYTES {
+        Some(format!(
+            "the headers are {header_bytes} bytes; the host sends at most {MAX_HEADER_BYTES}"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Cuts a text to at most `max` bytes on a character boundary, saying so.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!(" [{cut} more bytes cut]"));
+    }
+    text
 }
 
 fn convert(
@@ -255,14 +331,23 @@ fn outcome_text(result: &Result<GuestResponse, TransportError>) -> String {
 impl saas::connector::types::Host for RunState {}
 
 impl saas::connector::http::Host for RunState {
-    fn send(&mut self, request: GuestRequest) -> Result<GuestResponse, TransportError> {
-        let outbound = self.admit(&request)?;
+    fn send(
+        &mut self,
+        request: GuestRequest,
+    ) -> wasmtime::Result<Result<GuestResponse, TransportError>> {
+        let outbound = match self.admit(&request) {
+            Ok(outbound) => outbound,
+            Err(refused) => {
+                self.stop_if_violated()?;
+                return Ok(Err(refused));
+            }
+        };
         // Epochs do not interrupt host calls: the request gets the run's remaining time.
         let timeout = self.timeout_for(&request);
         if timeout.is_zero() {
-            return Err(TransportError::Timeout(
+            return Ok(Err(TransportError::Timeout(
                 "the run's deadline has passed".into(),
-            ));
+            )));
         }
         let result = convert(self.io.transport.send(
             &outbound,
@@ -273,17 +358,18 @@ impl saas::connector::http::Host for RunState {
         self.io
             .observer
             .request(&outbound.method, &url, &outcome_text(&result));
-        result
+        Ok(result)
     }
 
     fn send_all(
         &mut self,
         requests: Vec<GuestRequest>,
-    ) -> Vec<Result<GuestResponse, TransportError>> {
+    ) -> wasmtime::Result<Vec<Result<GuestResponse, TransportError>>> {
         let admitted: Vec<_> = requests
             .iter()
             .map(|r| (self.admit(r), self.timeout_for(r)))
             .collect();
+        self.stop_if_violated()?;
         let transport = self.io.transport.clone();
         let max_body = self.io.limits.max_response_bytes;
         let mut results: Vec<Option<Result<GuestResponse, TransportError>>> =
@@ -325,10 +411,10 @@ impl saas::connector::http::Host for RunState {
                 results[index] = Some(outcome);
             }
         }
-        results
+        Ok(results
             .into_iter()
             .map(|r| r.expect("every request has an outcome"))
-            .collect()
+            .collect())
     }
 }
 
@@ -339,9 +425,30 @@ impl saas::connector::log::Host for RunState {
 }
 
 impl saas::connector::sink::Host for RunState {
-    fn emit(&mut self, entity: String, records: Vec<String>) -> Result<(), String> {
+    fn emit(
+        &mut self,
+        entity: String,
+        records: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let result = self.emit_batch(entity, records);
+        self.stop_if_violated()?;
+        Ok(result)
+    }
+}
+
+impl RunState {
+    fn emit_batch(&mut self, entity: String, records: Vec<String>) -> Result<(), String> {
         if !self.io.entities.is_empty() && !self.io.entities.contains(&entity) {
             return Err(format!("entity '{entity}' is not declared in the manifest"));
+        }
+        let emitted: u64 = self.stats.records.values().sum();
+        if emitted + records.len() as u64 > self.io.limits.max_records {
+            let reason = format!(
+                "the run reached its cap of {} records",
+                self.io.limits.max_records
+            );
+            self.policy_violation.get_or_insert(reason.clone());
+            return Err(reason);
         }
         for (i, record) in records.iter().enumerate() {
             // Validate without building a tree: an object, and well-formed JSON throughout.
@@ -369,6 +476,8 @@ impl saas::connector::sink::Host for RunState {
 }
 
 const MAX_STATE_VALUE: usize = 1 << 20;
+/// All state values of an instance together (state is for cursors, not data).
+const MAX_STATE_TOTAL: usize = 16 << 20;
 
 impl saas::connector::state::Host for RunState {
     fn get(&mut self, key: String) -> Option<String> {
@@ -385,6 +494,21 @@ impl saas::connector::state::Host for RunState {
                 "state value for '{key}' is too large (limit {MAX_STATE_VALUE} bytes)"
             ));
         }
+        let writes = &self.stats.state_writes;
+        let total: usize = self
+            .io
+            .state
+            .iter()
+            .filter(|(k, _)| !writes.contains_key(*k))
+            .chain(writes)
+            .filter(|(k, _)| **k != key)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if total + key.len() + value.len() > MAX_STATE_TOTAL {
+            return Err(format!(
+                "state for this connector instance would exceed {MAX_STATE_TOTAL} bytes"
+            ));
+        }
         self.stats.state_writes.insert(key, value);
         Ok(())
     }
@@ -395,12 +519,15 @@ impl saas::connector::clock::Host for RunState {
         self.io.clock.now_ms()
     }
 
-    fn sleep(&mut self, ms: u64) {
+    fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         let limit = self.time_left();
-        if Duration::from_millis(ms) > limit {
-            self.deadline_hit = true;
-        }
         self.io.clock.sleep(ms, limit);
+        if Duration::from_millis(ms) > limit {
+            // The guest would wake after its deadline: end the run now.
+            self.deadline_hit = true;
+            wasmtime::bail!("the run's deadline passed during a sleep");
+        }
+        Ok(())
     }
 }
 
@@ -535,6 +662,19 @@ impl Harness {
         })
     }
 
+    /// The component's import names, e.g. `saas:connector/http@0.1.0` or `wasi:io/streams@0.2.6`,
+    /// read from its type without instantiating it (a component with foreign imports cannot be
+    /// loaded as a `Harness`, and this says which).
+    pub fn imports(bytes: &[u8], cache_dir: Option<&Path>) -> Result<Vec<String>, RunError> {
+        let engine = engine();
+        let (component, _) = compile(&engine, bytes, cache_dir)?;
+        Ok(component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect())
+    }
+
     /// `describe` in a throwaway instance with no network.
     pub fn describe(&self) -> Result<Manifest, RunError> {
         self.session(RunIo::offline())?.describe()
@@ -616,6 +756,9 @@ fn classify(
     let state = store.data();
     if state.limiter.exceeded {
         return RunError::OutOfMemory(state.limiter.max_bytes);
+    }
+    if state.deadline_hit {
+        return RunError::Deadline(timeout);
     }
     if let Some(reason) = &state.policy_violation {
         return RunError::Policy(reason.clone());

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod conformance;
 pub mod host;
 pub mod policy;
 pub mod reclaim;

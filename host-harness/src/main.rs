@@ -127,6 +127,19 @@ enum Command {
         #[command(flatten)]
         plugin: PluginArgs,
     },
+    /// Check that a component honours the saas:connector contract; exits non-zero on a failure.
+    /// Without --config, the Microsoft 365 connector runs against the built-in simulator.
+    Conformance {
+        /// Component to check (default: the Microsoft 365 connector built from this workspace).
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Harness configuration (TOML) for the service the component talks to.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the component: size, compile time cold and cached, per-run instantiation.
     Bench {
         #[command(flatten)]
@@ -223,6 +236,11 @@ fn execute(command: Command) -> Result<i32> {
             seed,
             plugin,
         } => demo(load(&plugin)?, &out, users, seed),
+        Command::Conformance {
+            plugin,
+            config,
+            json,
+        } => conformance(plugin, config, json),
         Command::Bench { plugin, iterations } => bench(&plugin, iterations),
         Command::Reclaim {
             config,
@@ -630,6 +648,37 @@ fn truncate(s: &str, n: usize) -> String {
     } else {
         s.chars().take(n - 1).collect::<String>() + "…"
     }
+}
+
+fn conformance(plugin: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Result<i32> {
+    use host_harness::conformance;
+    let path = plugin.unwrap_or_else(|| PathBuf::from(host_harness::PLUGIN_WASM));
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let cache = host::default_cache_dir();
+    let report = match config {
+        Some(file) => conformance::run(
+            &bytes,
+            &conformance::Setup {
+                prepared: config::load(&file)?,
+                transport: Arc::new(host_harness::transport::HttpTransport::default()),
+                start_ms: host_harness::clock::Clock::now_ms(&host_harness::clock::RealClock),
+                cache_dir: cache,
+            },
+        ),
+        None if conformance::is_microsoft_365_connector(&bytes, cache.as_deref()) => {
+            conformance::run_with_simulator(&bytes, cache)?
+        }
+        None => anyhow::bail!(
+            "{} is not the Microsoft 365 connector: give --config FILE with the configuration of a service it can reach",
+            path.display()
+        ),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.passed() { 0 } else { 1 })
 }
 
 fn bench(plugin: &PluginArgs, iterations: u32) -> Result<i32> {

@@ -141,6 +141,8 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Log lines per run kept (the rest are counted and dropped).
     pub max_log_lines: u64,
+    /// Records per run; emitting more stops the run (a guest that never stops emitting).
+    pub max_records: u64,
 }
 
 impl Default for Limits {
@@ -151,6 +153,7 @@ impl Default for Limits {
             max_requests: 200_000,
             max_response_bytes: 256 << 20,
             max_log_lines: 100_000,
+            max_records: 50_000_000,
         }
     }
 }
