@@ -1,4 +1,4 @@
-//! The conformance kit: every contract-level check a `saas:connector@0.1.0` component must pass,
+//! The conformance kit: every contract-level check a `saas:connector@0.2.0` component must pass,
 //! whatever service it connects to. [`run`] drives the component through fresh sandboxed
 //! instances and returns a [`Report`] with one entry per check; `harness conformance` prints it.
 //!
@@ -25,12 +25,12 @@ use crate::transport::{HttpTransport, Transport};
 
 /// The world's own interfaces; anything else but WASI is a foreign import.
 const WORLD_IMPORTS: [&str; 6] = [
-    "saas:connector/types@0.1.0",
-    "saas:connector/http@0.1.0",
-    "saas:connector/log@0.1.0",
-    "saas:connector/sink@0.1.0",
-    "saas:connector/state@0.1.0",
-    "saas:connector/clock@0.1.0",
+    "saas:connector/types@0.2.0",
+    "saas:connector/http@0.2.0",
+    "saas:connector/log@0.2.0",
+    "saas:connector/sink@0.2.0",
+    "saas:connector/state@0.2.0",
+    "saas:connector/clock@0.2.0",
 ];
 /// A task name no connector declares.
 const UNKNOWN_TASK: &str = "conformance-kit-no-such-task";
@@ -356,7 +356,7 @@ impl<'a> Kit<'a> {
                     "imports",
                     foreign,
                     format!(
-                        "{} imports, all WASI or saas:connector@0.1.0",
+                        "{} imports, all WASI or saas:connector@0.2.0",
                         imports.len()
                     ),
                 );

@@ -662,7 +662,7 @@ impl Harness {
         })
     }
 
-    /// The component's import names, e.g. `saas:connector/http@0.1.0` or `wasi:io/streams@0.2.6`,
+    /// The component's import names, e.g. `saas:connector/http@0.2.0` or `wasi:io/streams@0.2.6`,
     /// read from its type without instantiating it (a component with foreign imports cannot be
     /// loaded as a `Harness`, and this says which).
     pub fn imports(bytes: &[u8], cache_dir: Option<&Path>) -> Result<Vec<String>, RunError> {

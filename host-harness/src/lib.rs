@@ -1,6 +1,7 @@
 //! Host harness for `saas:connector` components: a sandboxed wasmtime host, an outbound
 //! allow-list, secret redaction, a durable result store, and a Microsoft Graph simulator.
 
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod conformance;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use host_harness::bench;
 use host_harness::config::{self, Prepared};
 use host_harness::host::{self, CheckStatus, Harness, Level, Observer};
 use host_harness::reclaim;
@@ -140,12 +141,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the component: size, compile time cold and cached, per-run instantiation.
+    /// Measure cost per task on the simulator (wall time vs critical path, requests vs minimum,
+    /// bytes, memory, wasm vs native CPU) and component load; writes JSON and prints a table.
     Bench {
         #[command(flatten)]
         plugin: PluginArgs,
+        /// Tenant sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        users: Vec<usize>,
+        /// Tasks, comma-separated (default: all three).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Simulated latency per request, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        latency: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Skip the wasm/native CPU comparison (e.g. memory-only runs on very large tenants).
+        #[arg(long)]
+        no_cpu: bool,
+        /// Instantiations to average for the per-run instantiation time.
         #[arg(long, default_value_t = 200)]
         iterations: u32,
+        /// Where to write the machine-readable result.
+        #[arg(long, value_name = "FILE", default_value = "bench.json")]
+        json: PathBuf,
     },
 }
 
@@ -241,7 +261,31 @@ fn execute(command: Command) -> Result<i32> {
             config,
             json,
         } => conformance(plugin, config, json),
-        Command::Bench { plugin, iterations } => bench(&plugin, iterations),
+        Command::Bench {
+            plugin,
+            users,
+            tasks,
+            latency,
+            seed,
+            no_cpu,
+            iterations,
+            json,
+        } => {
+            let defaults = bench::BenchConfig::default();
+            let config = bench::BenchConfig {
+                users,
+                tasks: if tasks.is_empty() {
+                    defaults.tasks.clone()
+                } else {
+                    tasks
+                },
+                latency_ms: latency,
+                seed,
+                cpu: !no_cpu,
+                ..defaults
+            };
+            run_bench(&plugin, &config, iterations, &json)
+        }
         Command::Reclaim {
             config,
             user,
@@ -681,55 +725,35 @@ fn conformance(plugin: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> 
     Ok(if report.passed() { 0 } else { 1 })
 }
 
-fn bench(plugin: &PluginArgs, iterations: u32) -> Result<i32> {
+fn run_bench(
+    plugin: &PluginArgs,
+    config: &bench::BenchConfig,
+    iterations: u32,
+    json: &Path,
+) -> Result<i32> {
     let path = plugin
         .plugin
         .clone()
         .unwrap_or_else(|| PathBuf::from(host_harness::PLUGIN_WASM));
-    let bytes = std::fs::read(&path)?;
-    let cache = tempfile_dir()?;
-    let cold = Harness::from_bytes(&bytes, Some(&cache))?;
-    let cached = Harness::from_bytes(&bytes, Some(&cache))?;
-    assert!(!cold.compile.from_cache && cached.compile.from_cache);
-    let started = Instant::now();
-    for _ in 0..iterations {
-        drop(cached.session(host::RunIo::offline())?);
-    }
-    let instantiate = started.elapsed() / iterations;
-    let started = Instant::now();
-    for _ in 0..iterations {
-        cached.describe()?;
-    }
-    let describe = started.elapsed() / iterations;
-    println!(
-        "component:            {} ({} bytes)",
-        path.display(),
-        bytes.len()
-    );
-    println!(
-        "compile, cold:        {:.1} ms",
-        cold.compile.duration.as_secs_f64() * 1e3
-    );
-    println!(
-        "compile, from cache:  {:.1} ms",
-        cached.compile.duration.as_secs_f64() * 1e3
-    );
-    println!(
-        "instantiate (fresh store + instance), mean of {iterations}: {:.1} µs",
-        instantiate.as_secs_f64() * 1e6
-    );
-    println!(
-        "instantiate + describe, mean of {iterations}: {:.1} µs",
-        describe.as_secs_f64() * 1e6
-    );
-    let _ = std::fs::remove_dir_all(&cache);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let component = bench::component_load(&bytes, iterations)?;
+    let harness = Harness::from_bytes(&bytes, None)?;
+    let tasks = bench::run(&harness, config, |t| {
+        eprintln!(
+            "{} at {} users: {:.2} s, {} requests (minimum {})",
+            t.task,
+            t.users,
+            t.wall_ms / 1e3,
+            t.requests,
+            t.minimum_requests
+        )
+    })?;
+    let report = bench::BenchReport { component, tasks };
+    std::fs::write(json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    print!("{}", bench::table(&report));
+    println!("results: {}", json.display());
     Ok(0)
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("harness-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Progress for a person on a terminal (a spinner with counts), clean log lines otherwise.

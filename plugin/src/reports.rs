@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
-use crate::host::{HttpRequest, Level};
+use crate::host::{HttpRequest, HttpResponse, Level};
 
 pub const REPORTS_READ: &[&str] = &["Reports.Read.All"];
 
@@ -317,6 +317,90 @@ pub fn download_all(
         .into_iter()
         .map(|r| r.expect("every report has a result"))
         .collect()
+}
+
+/// Reports fetched alongside other reads: all report requests in one round, then one download
+/// per round, so only one CSV body is held at a time while the other reads go on.
+pub struct ReportRounds {
+    reports: Vec<ReportFn>,
+    period: Period,
+    requested: bool,
+    links: std::collections::VecDeque<(ReportFn, String)>,
+}
+
+impl ReportRounds {
+    pub fn new(reports: &[ReportFn], period: Period) -> Self {
+        Self {
+            reports: reports.to_vec(),
+            period,
+            requested: reports.is_empty(),
+            links: Default::default(),
+        }
+    }
+
+    /// The report requests, while they have not been sent.
+    pub fn requests(&self, graph: &Graph) -> Vec<(String, Need)> {
+        if self.requested {
+            return Vec::new();
+        }
+        self.reports
+            .iter()
+            .map(|r| (graph.url(&r.path(self.period)), r.need))
+            .collect()
+    }
+
+    /// Takes the answers to [`ReportRounds::requests`]: redirects queue a download; a report
+    /// served inline or a failure is returned at once.
+    pub fn accept_requests(
+        &mut self,
+        responses: Vec<Result<HttpResponse>>,
+    ) -> Vec<(ReportFn, Result<Report>)> {
+        self.requested = true;
+        let mut ready = Vec::new();
+        for (report, response) in self.reports.iter().zip(responses) {
+            match response {
+                Ok(r) if (300..400).contains(&r.status) => match r.header("location") {
+                    Some(location) => self.links.push_back((*report, location.to_string())),
+                    None => ready.push((
+                        *report,
+                        Err(ConnectorError::upstream(
+                            report.need.endpoint,
+                            Some(r.status),
+                            None,
+                            "redirect without a Location header",
+                        )),
+                    )),
+                },
+                Ok(r) => ready.push((*report, Report::parse(report.name, r.body))),
+                Err(e) => ready.push((*report, Err(e))),
+            }
+        }
+        ready
+    }
+
+    /// The next download link, if any is waiting.
+    pub fn next_download(&self) -> Option<String> {
+        self.links.front().map(|(_, url)| url.clone())
+    }
+
+    /// Takes the answer to [`ReportRounds::next_download`]. A link that was refused or failed
+    /// falls back to [`download`], which requests the report again and retries.
+    pub fn accept_download(
+        &mut self,
+        graph: &mut Graph,
+        outcome: std::result::Result<HttpResponse, crate::host::TransportError>,
+    ) -> Option<(ReportFn, Result<Report>)> {
+        let (report, _) = self.links.pop_front()?;
+        let result = match outcome {
+            Ok(r) if r.status == 200 => Report::parse(report.name, r.body),
+            _ => download(graph, &report, self.period),
+        };
+        Some((report, result))
+    }
+
+    pub fn done(&self) -> bool {
+        self.requested && self.links.is_empty()
+    }
 }
 
 /// Report rows whose UPN is a 32-character hex string (and no `@`) are concealed: Microsoft

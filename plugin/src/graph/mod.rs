@@ -168,23 +168,50 @@ impl<'a> Graph<'a> {
     /// token) is retried on its own through [`Graph::get`], so each result is what `get` would
     /// have returned.
     pub fn get_all(&mut self, requests: &[(String, Need)]) -> Vec<Result<HttpResponse>> {
-        let token = match self.tokens.token(self.host, self.config) {
-            Ok(t) => t,
-            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
+        self.send_round(requests, &[]).0
+    }
+
+    /// One `send-all` round: authenticated Graph GETs (as [`Graph::get_all`]) together with
+    /// pre-authenticated downloads, which carry no Authorization header and come back as sent
+    /// (the caller decides what a refused link means).
+    pub fn send_round(
+        &mut self,
+        requests: &[(String, Need)],
+        downloads: &[String],
+    ) -> (
+        Vec<Result<HttpResponse>>,
+        Vec<std::result::Result<HttpResponse, TransportError>>,
+    ) {
+        let token = if requests.is_empty() {
+            None
+        } else {
+            match self.tokens.token(self.host, self.config) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let failed = requests.iter().map(|_| Err(e.clone())).collect();
+                    let fetched = self.host.send_all(download_requests(downloads));
+                    return (failed, fetched);
+                }
+            }
         };
-        let batch = requests
+        let mut batch: Vec<HttpRequest> = requests
             .iter()
             .map(|(url, _)| {
                 let mut r = HttpRequest::get(url.as_str())
-                    .header("authorization", format!("Bearer {token}"))
+                    .header(
+                        "authorization",
+                        format!("Bearer {}", token.as_deref().unwrap_or_default()),
+                    )
                     .header("accept", "application/json");
                 r.timeout_ms = Some(60_000);
                 r
             })
             .collect();
+        batch.extend(download_requests(downloads));
         self.requests += requests.len() as u64;
-        let outcomes = self.host.send_all(batch);
-        outcomes
+        let mut outcomes = self.host.send_all(batch);
+        let fetched = outcomes.split_off(requests.len().min(outcomes.len()));
+        let results = outcomes
             .into_iter()
             .zip(requests)
             .map(|(outcome, (url, need))| match outcome {
@@ -198,7 +225,8 @@ impl<'a> Graph<'a> {
                 ),
                 Err(_) => self.get(url, need, &[]),
             })
-            .collect()
+            .collect();
+        (results, fetched)
     }
 
     /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
@@ -292,6 +320,53 @@ impl<'a> Graph<'a> {
             }
         }
     }
+}
+
+/// Pre-authenticated links: no Authorization header travels to the download host.
+fn download_requests(urls: &[String]) -> Vec<HttpRequest> {
+    urls.iter()
+        .map(|url| HttpRequest::get(url.as_str()).header("accept", "text/csv"))
+        .collect()
+}
+
+/// One page of a collection, its items read straight into `T` (no JSON tree in between).
+#[derive(serde::Deserialize)]
+struct RawPage<T> {
+    value: Option<Vec<T>>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<Value>,
+}
+
+/// Parses page number `page` of a collection: its items and the `@odata.nextLink`, if any.
+pub fn parse_page<T: serde::de::DeserializeOwned>(
+    response: &HttpResponse,
+    need: &Need,
+    page: u64,
+) -> Result<(Vec<T>, Option<String>)> {
+    let raw: RawPage<T> = serde_json::from_slice(&response.body).map_err(|e| {
+        let start: String = response.body_text().chars().take(120).collect();
+        ConnectorError::Data(format!(
+            "{}: page {page} (HTTP {}) is not a readable page ({e}); it starts with {start:?}",
+            need.endpoint, response.status
+        ))
+    })?;
+    let Some(items) = raw.value else {
+        return Err(ConnectorError::Data(format!(
+            "{}: page {page} has no `value` array",
+            need.endpoint
+        )));
+    };
+    let next = match raw.next_link {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            return Err(ConnectorError::Data(format!(
+                "{}: page {page} has a non-string @odata.nextLink {other}",
+                need.endpoint
+            )));
+        }
+    };
+    Ok((items, next))
 }
 
 fn parse_json(response: &HttpResponse, need: &Need) -> Result<Value> {

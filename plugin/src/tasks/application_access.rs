@@ -9,14 +9,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::config::DomainFilter;
 use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
-use crate::host::Level;
-use crate::reports::{self, Period, ReportFn, is_concealed_upn};
-use crate::tasks::sources::{CONCEALED_FIX, Source, concealed_setting, degrade, sku_names};
+use crate::host::{HttpResponse, Level};
+use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
+use crate::tasks::sources::{
+    CONCEALED_FIX, Chain, REPORT_SETTINGS, SKU_SOURCE, SkuNames, SkuRow, Source, add_skus,
+    concealed_from, degrade, lenient, sku_chain,
+};
 use crate::tasks::{Emitter, TaskSummary, application_roster::USERS};
 
 pub const NAME: &str = "application-access";
@@ -207,16 +211,13 @@ pub fn options_schema() -> Value {
     }})
 }
 
-fn map_app<'a>(event: &Value, rules: &'a [AppRule]) -> Option<&'a str> {
-    let text = |f: &str| {
-        event
-            .get(f)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    let (app_id, resource_id) = (text("appId"), text("resourceId"));
-    let (app_name, resource_name) = (text("appDisplayName"), text("resourceDisplayName"));
+fn map_app<'a>(event: &SignInEvent, rules: &'a [AppRule]) -> Option<&'a str> {
+    let text = |f: &Option<String>| f.as_deref().unwrap_or("").to_ascii_lowercase();
+    let (app_id, resource_id) = (text(&event.app_id), text(&event.resource_id));
+    let (app_name, resource_name) = (
+        text(&event.app_display_name),
+        text(&event.resource_display_name),
+    );
     rules
         .iter()
         .find(|r| {
@@ -261,6 +262,239 @@ fn parse_ms(text: &str) -> Option<u64> {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Users read while the sign-ins are still arriving wait here; past this many, the listing
+/// pauses until the other reads are complete, so memory stays bounded on very large tenants.
+const PENDING_CAP: usize = 200_000;
+
+/// One user as listed by `/users`, as far as this task reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    user_principal_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    mail: Option<String>,
+    #[serde(default)]
+    assigned_licenses: Option<Vec<AssignedRow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignedRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    sku_id: Option<String>,
+}
+
+/// A user in scope, kept compact: SKUs are indexes into [`SkuIds`].
+struct Member {
+    id: Box<str>,
+    upn: Box<str>,
+    skus: Box<[u32]>,
+}
+
+/// Lower-case SKU ids seen on users, each stored once.
+#[derive(Default)]
+struct SkuIds {
+    ids: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl SkuIds {
+    fn intern(&mut self, sku_id: &str) -> u32 {
+        let key = sku_id.to_ascii_lowercase();
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.ids.len() as u32;
+        self.ids.push(key.clone());
+        self.index.insert(key, i);
+        i
+    }
+}
+
+/// One sign-in event, as far as this task reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInEvent {
+    #[serde(default, deserialize_with = "lenient::string")]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    created_date_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    app_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    resource_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    app_display_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    resource_display_name: Option<String>,
+    #[serde(default)]
+    status: Option<SignInStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignInStatus {
+    #[serde(default)]
+    error_code: Option<Value>,
+}
+
+/// The emitted `app-activity` record (fields sorted, as a JSON object's keys are).
+#[derive(Serialize)]
+struct ActivityRecord<'a> {
+    app: &'a str,
+    last_activity_at: Option<&'a str>,
+    last_activity_date: Option<&'a str>,
+    license_assign_date: Option<&'a str>,
+    report_refresh_date: Option<&'a str>,
+    source: &'a str,
+    user_id: &'a str,
+    user_principal_name: &'a str,
+}
+
+/// The sign-in log read, paced to its documented budget.
+struct SignInRead {
+    chain: Chain,
+    from: u64,
+    cursor: Option<u64>,
+    sent_at: Vec<u64>,
+    staged: SignInHistory,
+    earliest: Option<String>,
+    events: u64,
+    matched: u64,
+    /// Set once the log was read to its end or given up on.
+    source: Option<Source>,
+}
+
+impl SignInRead {
+    /// Waits on the host clock until the budget allows the next request.
+    fn pace(&mut self, graph: &Graph) {
+        if self.sent_at.len() >= SIGN_IN_BUDGET {
+            let ready = self.sent_at[self.sent_at.len() - SIGN_IN_BUDGET] + SIGN_IN_WINDOW_MS;
+            let now = graph.host().now_ms();
+            if now < ready {
+                graph.host().sleep_ms(ready - now);
+            }
+        }
+        self.sent_at.push(graph.host().now_ms());
+    }
+
+    fn add(&mut self, page: Vec<SignInEvent>, rules: &[AppRule]) {
+        for event in page {
+            self.events += 1;
+            let success = event
+                .status
+                .as_ref()
+                .and_then(|s| s.error_code.as_ref())
+                .and_then(Value::as_i64)
+                == Some(0);
+            let (Some(user), Some(at)) = (&event.user_id, &event.created_date_time) else {
+                continue;
+            };
+            if self.earliest.as_deref().is_none_or(|e| at.as_str() < e) {
+                self.earliest = Some(at.clone());
+            }
+            if !success {
+                continue;
+            }
+            if let Some(app) = map_app(&event, rules) {
+                self.matched += 1;
+                let slot = self
+                    .staged
+                    .entry(user.to_ascii_lowercase())
+                    .or_default()
+                    .entry(app.to_string())
+                    .or_default();
+                if at > slot {
+                    *slot = at.clone();
+                }
+            }
+        }
+    }
+
+    /// Merges what was read into `history` (only once the whole window was read: the last
+    /// activity is the max over all runs) and says how far back the log went.
+    fn finish(
+        &mut self,
+        graph: &Graph,
+        history: &mut SignInHistory,
+        now_ms: u64,
+        warnings: &mut Vec<String>,
+    ) -> Source {
+        for (user, apps) in std::mem::take(&mut self.staged) {
+            let known = history.entry(user).or_default();
+            for (app, at) in apps {
+                let slot = known.entry(app).or_default();
+                if at > *slot {
+                    *slot = at;
+                }
+            }
+        }
+        graph.host().log(
+            Level::Info,
+            &format!(
+                "sign-ins since {}: {} events on {} pages, {} for tracked apps",
+                iso(self.from),
+                self.events,
+                self.chain.pages,
+                self.matched
+            ),
+        );
+        // How far back the log goes tells the retention: 30 days with Entra ID P1/P2, 7 without.
+        let covered_days = self
+            .earliest
+            .as_deref()
+            .and_then(parse_ms)
+            .map(|e| now_ms.saturating_sub(e).div_ceil(86_400_000));
+        if self.cursor.is_none() && covered_days.is_some_and(|d| d <= 8) {
+            warnings.push(format!(
+                "the sign-in log starts at {}: the tenant retains about 7 days (Microsoft Entra ID Free); \
+                 history builds up from here as the task runs daily",
+                self.earliest.as_deref().unwrap_or_default()
+            ));
+        }
+        Source {
+            refresh_date: Some(iso(now_ms)),
+            period: covered_days,
+            ..Source::ok()
+        }
+    }
+}
+
+/// Starts the read of successful sign-ins since the cursor (or as far back as retained).
+fn sign_in_read(graph: &Graph, now_ms: u64) -> SignInRead {
+    let cursor = graph
+        .host()
+        .state_get(STATE_CURSOR)
+        .and_then(|c| parse_ms(&c));
+    let from = match cursor {
+        Some(c) => c.saturating_sub(OVERLAP_MS),
+        None => now_ms.saturating_sub(RETENTION_MS),
+    };
+    let filter = format!(
+        "createdDateTime ge {} and createdDateTime le {}",
+        iso(from),
+        iso(now_ms)
+    );
+    let url = graph.url(&format!(
+        "/v1.0/auditLogs/signIns?$top=1000&$filter={}",
+        encode(&filter)
+    ));
+    SignInRead {
+        chain: Chain::new(url, SIGN_INS),
+        from,
+        cursor,
+        sent_at: Vec::new(),
+        staged: HashMap::new(),
+        earliest: None,
+        events: 0,
+        matched: 0,
+        source: None,
+    }
+}
+
 pub fn run(
     graph: &mut Graph,
     catalog: &crate::catalog::Catalog,
@@ -268,75 +502,195 @@ pub fn run(
     page_size: u32,
     options: &Options,
 ) -> Result<TaskSummary> {
-    let mut warnings = Vec::new();
+    let (mut sku_warnings, mut report_warnings, mut sign_in_warnings, mut warnings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
+    sources.insert("subscribedSkus", Source::ok());
     let now_ms = graph.host().now_ms();
-
-    let (skus, sku_source) = sku_names(graph, catalog, &mut warnings)?;
-    sources.insert("subscribedSkus", sku_source);
-    let reports = read_reports(graph, options.period, &mut sources, &mut warnings)?;
     let mut history = load_history(graph);
-    let sign_ins = read_sign_ins(graph, &options.rules, &mut history, now_ms, &mut warnings)?;
-    let sign_ins_ok = sign_ins.status == "ok";
-    sources.insert("signIns", sign_ins);
 
-    let period_start = now_ms.saturating_sub(options.period.days() * 86_400_000);
-    let mut emitter = Emitter::new(graph.host(), ENTITY);
-    let mut differentiation: BTreeMap<String, (u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+    // Every read advances one request per `send-all` round: SKUs, report settings, reports
+    // (requests, then one download per round), the paced sign-in log, and the users, which
+    // wait compactly until the rest is known.
+    let mut skus: SkuNames = HashMap::new();
+    let mut sku_chain = sku_chain(graph);
+    let mut settings_asked = false;
+    let mut reports: Option<ReportRounds> = None;
+    let mut activity: ReportActivity = HashMap::new();
+    let mut any_concealed = false;
+    let mut sign_ins = sign_in_read(graph, now_ms);
+    let mut users = Chain::new(
+        graph.url(&format!(
+            "/v1.0/users?$select=id,userPrincipalName,mail,assignedLicenses&$top={page_size}"
+        )),
+        USERS,
+    );
+    let mut sku_ids = SkuIds::default();
+    let mut members: Vec<Member> = Vec::new();
     let (mut total, mut excluded) = (0u64, 0u64);
-    let url = graph.url(&format!(
-        "/v1.0/users?$select=id,userPrincipalName,mail,assignedLicenses&$top={page_size}"
-    ));
-    graph.get_pages(&url, &USERS, &[], |users| {
-        for user in users {
-            total += 1;
-            let id = user.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-            let upn = user.get("userPrincipalName").and_then(Value::as_str).unwrap_or_default().to_string();
-            if !domains.includes(Some(&upn), user.get("mail").and_then(Value::as_str)) {
-                excluded += 1;
-                continue;
+
+    let period_start = iso(now_ms.saturating_sub(options.period.days() * 86_400_000));
+    let period_start = &period_start[..10];
+    let mut emitter = Emitter::new(graph.host(), ENTITY);
+    let mut differentiation: BTreeMap<u32, (u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+    loop {
+        let ready = sku_chain.done()
+            && reports.as_ref().is_some_and(ReportRounds::done)
+            && sign_ins.source.is_some();
+        if ready {
+            let sign_ins_ok = sign_ins.source.as_ref().is_some_and(|s| s.status == "ok");
+            for member in members.drain(..) {
+                emit_member(
+                    &member,
+                    &activity,
+                    &history,
+                    &sources,
+                    sign_ins_ok,
+                    period_start,
+                    &mut emitter,
+                    &mut differentiation,
+                )?;
             }
-            let mut active: Vec<&'static str> = Vec::new();
-            for (app, last, assigned) in reports.get(&upn.to_ascii_lowercase()).into_iter().flatten() {
-                let (source, refresh) = report_source(app, &sources);
-                emitter.push(json!({
-                    "user_id": id, "user_principal_name": upn, "app": app,
-                    "last_activity_date": last, "last_activity_at": Value::Null,
-                    "license_assign_date": assigned, "source": source, "report_refresh_date": refresh,
-                }))?;
-                if in_period(last, period_start) {
-                    active.push(app);
-                }
+        }
+        let mut requests = Vec::new();
+        let mut push = |request: (String, Need)| {
+            requests.push(request);
+            requests.len() - 1
+        };
+        let skus_at = sku_chain.pending().map(&mut push);
+        let settings_at = (!settings_asked)
+            .then(|| (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS))
+            .map(&mut push);
+        let report_at: Vec<usize> = reports
+            .as_ref()
+            .map(|r| r.requests(graph))
+            .unwrap_or_default()
+            .into_iter()
+            .map(&mut push)
+            .collect();
+        let sign_in_at = match sign_ins.chain.pending() {
+            Some(request) if sign_ins.source.is_none() => {
+                sign_ins.pace(graph);
+                Some(push(request))
             }
-            if sign_ins_ok {
-                for (app, at) in history.get(&id.to_ascii_lowercase()).into_iter().flatten() {
-                    let Some(app) = SIGN_IN_APPS.iter().copied().find(|a| a == app) else { continue };
-                    emitter.push(json!({
-                        "user_id": id, "user_principal_name": upn, "app": app,
-                        "last_activity_date": at.get(..10), "last_activity_at": at,
-                        "license_assign_date": Value::Null, "source": "signIns", "report_refresh_date": Value::Null,
-                    }))?;
-                    if in_period(at, period_start) {
-                        active.push(app);
-                    }
-                }
-            }
-            for sku in user.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
-                let Some(sku_id) = sku.get("skuId").and_then(Value::as_str) else { continue };
-                let entry = differentiation.entry(sku_id.to_ascii_lowercase()).or_default();
-                entry.0 += 1;
-                for app in &active {
-                    *entry.1.entry(app).or_default() += 1;
+            _ => None,
+        };
+        let users_at = if ready || members.len() < PENDING_CAP {
+            users.pending().map(&mut push)
+        } else {
+            None
+        };
+        let download: Vec<String> = reports
+            .as_ref()
+            .and_then(ReportRounds::next_download)
+            .into_iter()
+            .collect();
+        if requests.is_empty() && download.is_empty() {
+            break;
+        }
+        let (results, mut fetched) = graph.send_round(&requests, &download);
+        let mut results: Vec<Option<Result<HttpResponse>>> =
+            results.into_iter().map(Some).collect();
+        let mut take = |at: usize| results[at].take().expect("one result per request");
+
+        if let Some(at) = skus_at {
+            match sku_chain.accept::<SkuRow>(graph, take(at)) {
+                Ok(page) => add_skus(&mut skus, catalog, page),
+                Err(e) => {
+                    sources.insert("subscribedSkus", degrade(e, SKU_SOURCE, &mut sku_warnings)?);
                 }
             }
         }
-        Ok(())
-    })?;
+        if let Some(at) = settings_at {
+            settings_asked = true;
+            if concealed_from(take(at)) == Some(true) {
+                sources.insert(ACTIVE_USERS.name, Source::concealed());
+                sources.insert(EMAIL_ACTIVITY.name, Source::concealed());
+                any_concealed = true;
+                reports = Some(ReportRounds::new(&[], options.period));
+            } else {
+                reports = Some(ReportRounds::new(
+                    &[ACTIVE_USERS, EMAIL_ACTIVITY],
+                    options.period,
+                ));
+            }
+        }
+        let mut arrived = Vec::new();
+        if !report_at.is_empty() {
+            let answers = report_at.iter().map(|&at| take(at)).collect();
+            if let Some(rounds) = reports.as_mut() {
+                arrived.extend(rounds.accept_requests(answers));
+            }
+        }
+        if let (Some(outcome), Some(rounds)) = (fetched.pop(), reports.as_mut()) {
+            arrived.extend(rounds.accept_download(graph, outcome));
+        }
+        for (report, csv) in arrived {
+            let mut found = HashMap::new();
+            let source = match csv.and_then(|csv| read_activity(graph, csv, &report, &mut found)) {
+                Ok(s) => s,
+                Err(e) => degrade(e, report.name, &mut report_warnings)?,
+            };
+            any_concealed |= source.status == "concealed";
+            if source.status == "ok" {
+                for (upn, mut apps) in found {
+                    activity.entry(upn).or_default().append(&mut apps);
+                }
+            }
+            sources.insert(report.name, source);
+        }
+        if let Some(at) = sign_in_at {
+            match sign_ins.chain.accept::<SignInEvent>(graph, take(at)) {
+                Ok(page) => {
+                    sign_ins.add(page, &options.rules);
+                    if sign_ins.chain.done() {
+                        let source =
+                            sign_ins.finish(graph, &mut history, now_ms, &mut sign_in_warnings);
+                        sign_ins.source = Some(source);
+                    }
+                }
+                // Refused up front (licence, permission): those four apps are unavailable.
+                Err(e) if sign_ins.chain.pages == 0 => {
+                    sign_ins.source = Some(degrade(e, "sign-in logs", &mut sign_in_warnings)?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(at) = users_at {
+            for user in users.accept::<UserRow>(graph, take(at))? {
+                total += 1;
+                let upn = user.user_principal_name.unwrap_or_default();
+                if !domains.includes(Some(&upn), user.mail.as_deref()) {
+                    excluded += 1;
+                    continue;
+                }
+                let skus = user
+                    .assigned_licenses
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.sku_id)
+                    .map(|id| sku_ids.intern(&id))
+                    .collect();
+                members.push(Member {
+                    id: user.id.unwrap_or_default().into(),
+                    upn: upn.into(),
+                    skus,
+                });
+            }
+        }
+    }
     let emitted = emitter.finish()?;
+    let sign_ins_ok = sign_ins.source.as_ref().is_some_and(|s| s.status == "ok");
+    sources.insert("signIns", sign_ins.source.take().unwrap_or_default());
 
     let mut sku_emitter = Emitter::new(graph.host(), SKU_ENTITY);
     let mut per_sku = Map::new();
-    for (sku_id, (assigned, active)) in &differentiation {
+    let mut by_id: Vec<(&String, &(u64, BTreeMap<&'static str, u64>))> = differentiation
+        .iter()
+        .map(|(i, counts)| (&sku_ids.ids[*i as usize], counts))
+        .collect();
+    by_id.sort_by(|a, b| a.0.cmp(b.0));
+    for (sku_id, (assigned, active)) in by_id {
         let (part, name) = skus.get(sku_id).cloned().unzip();
         let active: Map<String, Value> = APPS
             .iter()
@@ -355,6 +709,14 @@ pub fn run(
     }
     let sku_count = sku_emitter.finish()?;
 
+    if any_concealed {
+        report_warnings.push(format!(
+            "report activity is not joined because report names are concealed: {CONCEALED_FIX}"
+        ));
+    }
+    warnings.append(&mut sku_warnings);
+    warnings.append(&mut report_warnings);
+    warnings.append(&mut sign_in_warnings);
     if sign_ins_ok {
         save_history(graph, &history, now_ms)?;
     } else {
@@ -379,114 +741,155 @@ pub fn run(
     Ok(summary)
 }
 
-fn in_period(date: &str, start_ms: u64) -> bool {
-    let day = date.get(..10).unwrap_or("");
-    let start = iso(start_ms);
-    day >= &start[..10]
+/// Emits one user's app activity and counts it per SKU.
+#[allow(clippy::too_many_arguments)]
+fn emit_member(
+    member: &Member,
+    activity: &ReportActivity,
+    history: &SignInHistory,
+    sources: &BTreeMap<&'static str, Source>,
+    sign_ins_ok: bool,
+    period_start: &str,
+    emitter: &mut Emitter,
+    differentiation: &mut BTreeMap<u32, (u64, BTreeMap<&'static str, u64>)>,
+) -> Result<()> {
+    let (id, upn) = (&*member.id, &*member.upn);
+    let mut active: Vec<&'static str> = Vec::new();
+    for (app, last, assigned) in activity
+        .get(&upn.to_ascii_lowercase())
+        .into_iter()
+        .flatten()
+    {
+        let (source, refresh) = report_source(app, sources);
+        emitter.push(ActivityRecord {
+            app,
+            last_activity_at: None,
+            last_activity_date: Some(last),
+            license_assign_date: assigned.as_deref(),
+            report_refresh_date: refresh,
+            source,
+            user_id: id,
+            user_principal_name: upn,
+        })?;
+        if in_period(last, period_start) {
+            active.push(app);
+        }
+    }
+    if sign_ins_ok {
+        for (app, at) in history.get(&id.to_ascii_lowercase()).into_iter().flatten() {
+            let Some(app) = SIGN_IN_APPS.iter().copied().find(|a| a == app) else {
+                continue;
+            };
+            emitter.push(ActivityRecord {
+                app,
+                last_activity_at: Some(at),
+                last_activity_date: at.get(..10),
+                license_assign_date: None,
+                report_refresh_date: None,
+                source: "signIns",
+                user_id: id,
+                user_principal_name: upn,
+            })?;
+            if in_period(at, period_start) {
+                active.push(app);
+            }
+        }
+    }
+    for &sku in member.skus.iter() {
+        let entry = differentiation.entry(sku).or_default();
+        entry.0 += 1;
+        for app in &active {
+            *entry.1.entry(app).or_default() += 1;
+        }
+    }
+    Ok(())
 }
 
-fn report_source(
+fn in_period(date: &str, start_day: &str) -> bool {
+    date.get(..10).unwrap_or("") >= start_day
+}
+
+fn report_source<'a>(
     app: &str,
-    sources: &BTreeMap<&'static str, Source>,
-) -> (&'static str, Option<String>) {
+    sources: &'a BTreeMap<&'static str, Source>,
+) -> (&'static str, Option<&'a str>) {
     let name = if app == "outlook" {
         EMAIL_ACTIVITY.name
     } else {
         ACTIVE_USERS.name
     };
-    (name, sources.get(name).and_then(|s| s.refresh_date.clone()))
+    (
+        name,
+        sources.get(name).and_then(|s| s.refresh_date.as_deref()),
+    )
 }
 
-fn read_reports(
-    graph: &mut Graph,
-    period: Period,
-    sources: &mut BTreeMap<&'static str, Source>,
-    warnings: &mut Vec<String>,
-) -> Result<ReportActivity> {
-    let mut activity: ReportActivity = HashMap::new();
-    if concealed_setting(graph) == Some(true) {
-        sources.insert(ACTIVE_USERS.name, Source::concealed());
-        sources.insert(EMAIL_ACTIVITY.name, Source::concealed());
-        warnings.push(format!(
-            "report activity is not joined because report names are concealed: {CONCEALED_FIX}"
-        ));
-        return Ok(activity);
-    }
-    let all = [ACTIVE_USERS, EMAIL_ACTIVITY];
-    let mut any_concealed = false;
-    for (report, csv) in all.iter().zip(reports::download_all(graph, &all, period)) {
-        let mut found: ReportActivity = HashMap::new();
-        let outcome = csv.and_then(|mut csv| {
-            csv.require(&["Report Refresh Date", "User Principal Name"])?;
-            let mut source = Source::ok();
-            let (mut rows, mut hashed) = (0u64, 0u64);
-            csv.for_each(|row| {
-                rows += 1;
-                if source.refresh_date.is_none() {
-                    source.refresh_date = row.get("Report Refresh Date").map(str::to_string);
-                    source.period = row.u64("Report Period");
-                }
-                let Some(upn) = row.get("User Principal Name") else {
-                    return;
-                };
-                if is_concealed_upn(upn) {
-                    hashed += 1;
-                    return;
-                }
-                if row.bool("Is Deleted") == Some(true) {
-                    return;
-                }
-                let entry = found.entry(upn.to_ascii_lowercase()).or_default();
-                if report.name == EMAIL_ACTIVITY.name {
-                    if let Some(last) = row.get("Last Activity Date") {
-                        entry.push(("outlook", last.to_string(), None));
-                    }
-                } else {
-                    for (app, prefix) in REPORT_APPS {
-                        if let Some(last) = row.get(&format!("{prefix} Last Activity Date")) {
-                            let assigned = row
-                                .get(&format!("{prefix} License Assign Date"))
-                                .map(str::to_string);
-                            entry.push((app, last.to_string(), assigned));
-                        }
-                    }
-                }
-            })?;
-            if rows > 0 && hashed * 2 >= rows {
-                found.clear();
-                graph.host().log(
-                    Level::Warn,
-                    &format!(
-                        "{}: {hashed} of {rows} rows have concealed names",
-                        report.name
-                    ),
-                );
-                return Ok(Source {
-                    refresh_date: source.refresh_date,
-                    period: source.period,
-                    ..Source::concealed()
-                });
-            }
-            Ok(source)
-        });
-        let source = match outcome {
-            Ok(s) => s,
-            Err(e) => degrade(e, report.name, warnings)?,
+/// Reads one activity report into `found` (per lower-case UPN); hashed rows are never joined.
+fn read_activity(
+    graph: &Graph,
+    mut csv: reports::Report,
+    report: &ReportFn,
+    found: &mut ReportActivity,
+) -> Result<Source> {
+    csv.require(&["Report Refresh Date", "User Principal Name"])?;
+    let mut source = Source::ok();
+    let (mut rows, mut hashed) = (0u64, 0u64);
+    let columns: Vec<(&'static str, String, String)> = REPORT_APPS
+        .iter()
+        .map(|(app, prefix)| {
+            (
+                *app,
+                format!("{prefix} Last Activity Date"),
+                format!("{prefix} License Assign Date"),
+            )
+        })
+        .collect();
+    csv.for_each(|row| {
+        rows += 1;
+        if source.refresh_date.is_none() {
+            source.refresh_date = row.get("Report Refresh Date").map(str::to_string);
+            source.period = row.u64("Report Period");
+        }
+        let Some(upn) = row.get("User Principal Name") else {
+            return;
         };
-        any_concealed |= source.status == "concealed";
-        if source.status == "ok" {
-            for (upn, mut apps) in found {
-                activity.entry(upn).or_default().append(&mut apps);
+        if is_concealed_upn(upn) {
+            hashed += 1;
+            return;
+        }
+        if row.bool("Is Deleted") == Some(true) {
+            return;
+        }
+        let entry = found.entry(upn.to_ascii_lowercase()).or_default();
+        if report.name == EMAIL_ACTIVITY.name {
+            if let Some(last) = row.get("Last Activity Date") {
+                entry.push(("outlook", last.to_string(), None));
+            }
+        } else {
+            for (app, last_column, assigned_column) in &columns {
+                if let Some(last) = row.get(last_column) {
+                    let assigned = row.get(assigned_column).map(str::to_string);
+                    entry.push((app, last.to_string(), assigned));
+                }
             }
         }
-        sources.insert(report.name, source);
+    })?;
+    if rows > 0 && hashed * 2 >= rows {
+        found.clear();
+        graph.host().log(
+            Level::Warn,
+            &format!(
+                "{}: {hashed} of {rows} rows have concealed names",
+                report.name
+            ),
+        );
+        return Ok(Source {
+            refresh_date: source.refresh_date,
+            period: source.period,
+            ..Source::concealed()
+        });
     }
-    if any_concealed {
-        warnings.push(format!(
-            "report activity is not joined because report names are concealed: {CONCEALED_FIX}"
-        ));
-    }
-    Ok(activity)
+    Ok(source)
 }
 
 fn load_history(graph: &Graph) -> SignInHistory {
@@ -522,109 +925,6 @@ fn save_history(graph: &Graph, history: &SignInHistory, now_ms: u64) -> Result<(
         .host()
         .state_set(STATE_CURSOR, &iso(now_ms))
         .map_err(|e| ConnectorError::Cancelled(format!("the host refused the sign-in cursor: {e}")))
-}
-
-/// Reads successful sign-ins since the cursor (or as far back as retained) into `history`.
-fn read_sign_ins(
-    graph: &mut Graph,
-    rules: &[AppRule],
-    history: &mut SignInHistory,
-    now_ms: u64,
-    warnings: &mut Vec<String>,
-) -> Result<Source> {
-    let cursor = graph
-        .host()
-        .state_get(STATE_CURSOR)
-        .and_then(|c| parse_ms(&c));
-    let from = match cursor {
-        Some(c) => c.saturating_sub(OVERLAP_MS),
-        None => now_ms.saturating_sub(RETENTION_MS),
-    };
-    let filter = format!(
-        "createdDateTime ge {} and createdDateTime le {}",
-        iso(from),
-        iso(now_ms)
-    );
-    let url = graph.url(&format!(
-        "/v1.0/auditLogs/signIns?$top=1000&$filter={}",
-        encode(&filter)
-    ));
-    let (mut events, mut matched) = (0u64, 0u64);
-    let mut staged: SignInHistory = HashMap::new();
-    let mut earliest: Option<String> = None;
-    let mut read_any = false;
-    let budget = Some((SIGN_IN_BUDGET, SIGN_IN_WINDOW_MS));
-    let result = graph.get_pages_paced(&url, &SIGN_INS, &[], budget, |items| {
-        read_any = true;
-        for event in &items {
-            events += 1;
-            let success = event.pointer("/status/errorCode").and_then(Value::as_i64) == Some(0);
-            let (Some(user), Some(at)) = (
-                event.get("userId").and_then(Value::as_str),
-                event.get("createdDateTime").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            if earliest.as_deref().is_none_or(|e| at < e) {
-                earliest = Some(at.to_string());
-            }
-            if !success {
-                continue;
-            }
-            if let Some(app) = map_app(event, rules) {
-                matched += 1;
-                let slot = staged
-                    .entry(user.to_ascii_lowercase())
-                    .or_default()
-                    .entry(app.to_string())
-                    .or_default();
-                if at > slot.as_str() {
-                    *slot = at.to_string();
-                }
-            }
-        }
-        Ok(())
-    });
-    let pages = match result {
-        Ok(stats) => stats.pages,
-        // Refused up front (licence, permission): those four apps are unavailable.
-        Err(e) if !read_any => return degrade(e, "sign-in logs", warnings),
-        Err(e) => return Err(e),
-    };
-    // Merge only once the whole window was read: the last activity is the max over all runs.
-    for (user, apps) in staged {
-        let known = history.entry(user).or_default();
-        for (app, at) in apps {
-            let slot = known.entry(app).or_default();
-            if at > *slot {
-                *slot = at;
-            }
-        }
-    }
-    graph.host().log(
-        Level::Info,
-        &format!(
-            "sign-ins since {}: {events} events on {pages} pages, {matched} for tracked apps",
-            iso(from)
-        ),
-    );
-    // How far back the log goes tells the retention: 30 days with Entra ID P1/P2, 7 without.
-    let covered_days = earliest
-        .as_deref()
-        .and_then(parse_ms)
-        .map(|e| now_ms.saturating_sub(e).div_ceil(86_400_000));
-    if cursor.is_none() && covered_days.is_some_and(|d| d <= 8) {
-        warnings.push(format!(
-            "the sign-in log starts at {}: the tenant retains about 7 days (Microsoft Entra ID Free); \
-             history builds up from here as the task runs daily",
-            earliest.as_deref().unwrap_or_default()
-        ));
-    }
-    Ok(Source {
-        refresh_date: Some(iso(now_ms)),
-        period: covered_days,
-        ..Source::ok()
-    })
 }
 
 /// Percent-encodes a query value (spaces and reserved characters).
@@ -679,16 +979,24 @@ pub fn sku_schema() -> Value {
 mod tests {
     use super::*;
 
+    fn event(value: Value) -> SignInEvent {
+        serde_json::from_value(value).unwrap()
+    }
+
     #[test]
     fn maps_sign_ins_by_id_then_name_with_overrides_first() {
         let rules = default_rules();
-        let pbi = json!({"appId": "871C010F-5E61-4FB1-83AC-98610A7E9110", "appDisplayName": "x"});
+        let pbi =
+            event(json!({"appId": "871C010F-5E61-4FB1-83AC-98610A7E9110", "appDisplayName": "x"}));
         assert_eq!(map_app(&pbi, &rules), Some("power_bi"));
-        let crm = json!({"appId": "1", "resourceId": "00000007-0000-0000-c000-000000000000"});
+        let crm =
+            event(json!({"appId": "1", "resourceId": "00000007-0000-0000-c000-000000000000"}));
         assert_eq!(map_app(&crm, &rules), Some("dynamics_365"));
-        let visio = json!({"appId": "1", "appDisplayName": "Microsoft Visio Web"});
+        let visio = event(json!({"appId": "1", "appDisplayName": "Microsoft Visio Web"}));
         assert_eq!(map_app(&visio, &rules), Some("visio"));
-        let teams = json!({"appId": "1fec8e78-bce4-4aaf-ab1b-5451cc387264", "appDisplayName": "Microsoft Teams"});
+        let teams = event(
+            json!({"appId": "1fec8e78-bce4-4aaf-ab1b-5451cc387264", "appDisplayName": "Microsoft Teams"}),
+        );
         assert_eq!(map_app(&teams, &rules), None);
         let options = parse_options(r#"{"sign_in_apps":[{"app":"project","ids":["1fec8e78-bce4-4aaf-ab1b-5451cc387264"]}]}"#).unwrap();
         assert_eq!(map_app(&teams, &options.rules), Some("project"));

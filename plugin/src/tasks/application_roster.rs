@@ -9,16 +9,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
 use crate::config::{DomainFilter, Exclusion};
 use crate::error::Result;
 use crate::graph::{Graph, Need};
-use crate::host::Level;
-use crate::reports::{self, Period, ReportFn, is_concealed_upn};
+use crate::host::{HttpResponse, Level};
+use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
 pub use crate::tasks::sources::{CONCEALED_FIX, REPORT_SETTINGS, concealed_setting};
-use crate::tasks::sources::{Source, days_between, degrade, sku_names};
+use crate::tasks::sources::{
+    Chain, SKU_SOURCE, SkuRow, Source, add_skus, concealed_from, days_between, degrade, lenient,
+    sku_chain,
+};
 use crate::tasks::{Emitter, TaskSummary};
 
 pub const NAME: &str = "application-roster";
@@ -131,6 +135,114 @@ struct Lookups {
     sign_in: Source,
 }
 
+/// Users read while the lookups are still arriving wait here; past this many, the listing
+/// pauses until the lookups are complete, so memory stays bounded on very large tenants.
+const PENDING_CAP: usize = 50_000;
+
+/// One user as listed by `/users`, read straight from the page (no JSON tree).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    user_principal_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    mail: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    given_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    surname: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    job_title: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    country: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    usage_location: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    user_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    account_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    created_date_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    on_premises_sync_enabled: Option<bool>,
+    #[serde(default)]
+    assigned_licenses: Option<Vec<LicenseRow>>,
+    #[serde(default)]
+    license_assignment_states: Option<Vec<LicenseRow>>,
+    #[serde(default)]
+    sign_in_activity: Option<SignInRow>,
+}
+
+/// An `assignedLicenses` or `licenseAssignmentStates` entry.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LicenseRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    sku_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    assigned_by_group: Option<String>,
+    #[serde(default)]
+    disabled_plans: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignInRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    last_sign_in_date_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    last_non_interactive_sign_in_date_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    last_successful_sign_in_date_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistrationRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    is_admin: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    is_mfa_registered: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    is_mfa_capable: Option<bool>,
+    #[serde(default)]
+    methods_registered: Option<Vec<Value>>,
+}
+
+const ALL_REPORTS: [ReportFn; 4] = [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX];
+
+/// The reads besides the users listing, advanced one request each per `send-all` round.
+struct LookupReads {
+    skus: Chain,
+    settings_asked: bool,
+    /// `None` until the report settings were answered (or skipped).
+    reports: Option<ReportRounds>,
+    registration: Chain,
+    /// Warnings per source, joined in a fixed order at the end.
+    sku_warnings: Vec<String>,
+    report_warnings: Vec<String>,
+    registration_warnings: Vec<String>,
+    any_concealed: bool,
+}
+
+impl LookupReads {
+    fn complete(&self) -> bool {
+        self.skus.done()
+            && self.registration.done()
+            && self.reports.as_ref().is_some_and(ReportRounds::done)
+    }
+}
+
 pub fn run(
     graph: &mut Graph,
     catalog: &Catalog,
@@ -138,47 +250,183 @@ pub fn run(
     page_size: u32,
     options: &Options,
 ) -> Result<TaskSummary> {
-    let mut warnings = Vec::new();
     let mut lookups = Lookups::default();
-    read_skus(graph, catalog, &mut lookups, &mut warnings)?;
-    read_reports(graph, options.period, &mut lookups, &mut warnings)?;
-    read_registration(graph, &mut lookups, &mut warnings)?;
-    lookups.sign_in = probe_sign_in(graph, &mut warnings)?;
-    let with_sign_in = lookups.sign_in.status == "ok";
+    let mut reads = LookupReads {
+        skus: sku_chain(graph),
+        settings_asked: false,
+        reports: None,
+        registration: Chain::new(
+            graph.url("/v1.0/reports/authenticationMethods/userRegistrationDetails"),
+            REGISTRATION,
+        ),
+        sku_warnings: Vec::new(),
+        report_warnings: Vec::new(),
+        registration_warnings: Vec::new(),
+        any_concealed: false,
+    };
+    lookups.sources.insert("subscribedSkus", Source::ok());
+    lookups
+        .sources
+        .insert("userRegistrationDetails", Source::ok());
+    // signInActivity is asked for on the first page; a refusal there degrades it and the
+    // listing starts over without it, so it never has to restart half-way.
+    let with_sign_in = format!(
+        "/v1.0/users?$select={USER_FIELDS},signInActivity&$top={}",
+        page_size.min(SIGN_IN_PAGE_CAP)
+    );
+    let mut users = Chain::new(graph.url(&with_sign_in), SIGN_IN_ACTIVITY_AND_USERS);
+    let mut sign_in: Option<Source> = None;
+    let mut sign_in_warnings = Vec::new();
 
     let now_ms = graph.host().now_ms();
     let mut emitter = Emitter::new(graph.host(), ENTITY);
     let (mut total, mut not_listed, mut no_mail) = (0u64, 0u64, 0u64);
-    let fields = if with_sign_in {
-        format!("{USER_FIELDS},signInActivity")
-    } else {
-        USER_FIELDS.to_string()
-    };
-    let top = if with_sign_in {
-        page_size.min(SIGN_IN_PAGE_CAP)
-    } else {
-        page_size
-    };
-    let url = graph.url(&format!("/v1.0/users?$select={fields}&$top={top}"));
-    let need = if with_sign_in {
-        SIGN_IN_ACTIVITY_AND_USERS
-    } else {
-        USERS
-    };
-    graph.get_pages(&url, &need, &[], |users| {
-        for user in users {
-            total += 1;
-            let upn = user.get("userPrincipalName").and_then(Value::as_str);
-            let mail = user.get("mail").and_then(Value::as_str);
-            match domains.exclusion(upn, mail) {
-                Some(Exclusion::DomainNotListed) => not_listed += 1,
-                Some(Exclusion::NoMail) => no_mail += 1,
-                None => emitter.push(user_record(&user, &lookups, now_ms))?,
+    let mut pending: Vec<UserRow> = Vec::new();
+    loop {
+        let ready = reads.complete();
+        let mut requests = Vec::new();
+        let mut slot = |request: Option<(String, Need)>| {
+            request.map(|r| {
+                requests.push(r);
+                requests.len() - 1
+            })
+        };
+        let skus_at = slot(reads.skus.pending());
+        let settings_at = slot(
+            (!reads.settings_asked)
+                .then(|| (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS)),
+        );
+        let report_requests = reads
+            .reports
+            .as_ref()
+            .map(|r| r.requests(graph))
+            .unwrap_or_default();
+        let reports_at = requests.len();
+        requests.extend(report_requests);
+        let reports_end = requests.len();
+        let registration_at = {
+            let r = reads.registration.pending();
+            r.map(|r| {
+                requests.push(r);
+                requests.len() - 1
+            })
+        };
+        let users_at = if ready || pending.len() < PENDING_CAP {
+            users.pending().map(|r| {
+                requests.push(r);
+                requests.len() - 1
+            })
+        } else {
+            None
+        };
+        let download: Vec<String> = reads
+            .reports
+            .as_ref()
+            .and_then(ReportRounds::next_download)
+            .into_iter()
+            .collect();
+        if requests.is_empty() && download.is_empty() {
+            break;
+        }
+        let (results, mut fetched) = graph.send_round(&requests, &download);
+        let mut results: Vec<Option<Result<HttpResponse>>> =
+            results.into_iter().map(Some).collect();
+        let mut take = |at: usize| results[at].take().expect("one result per request");
+
+        if let Some(at) = skus_at {
+            match reads.skus.accept::<SkuRow>(graph, take(at)) {
+                Ok(page) => add_skus(&mut lookups.skus, catalog, page),
+                Err(e) => {
+                    let source = degrade(e, SKU_SOURCE, &mut reads.sku_warnings)?;
+                    lookups.sources.insert("subscribedSkus", source);
+                }
             }
         }
-        Ok(())
-    })?;
+        if let Some(at) = settings_at {
+            reads.settings_asked = true;
+            if concealed_from(take(at)) == Some(true) {
+                for report in ALL_REPORTS {
+                    lookups.sources.insert(report.name, Source::concealed());
+                }
+                reads.any_concealed = true;
+                reads.reports = Some(ReportRounds::new(&[], options.period));
+            } else {
+                reads.reports = Some(ReportRounds::new(&ALL_REPORTS, options.period));
+            }
+        }
+        let mut arrived = Vec::new();
+        if reports_end > reports_at {
+            let answers = (reports_at..reports_end).map(&mut take).collect();
+            if let Some(rounds) = reads.reports.as_mut() {
+                arrived.extend(rounds.accept_requests(answers));
+            }
+        }
+        if let (Some(outcome), Some(rounds)) = (fetched.pop(), reads.reports.as_mut()) {
+            arrived.extend(rounds.accept_download(graph, outcome));
+        }
+        for (report, csv) in arrived {
+            let source = match csv.and_then(|csv| read_report(graph, csv, &report, &mut lookups)) {
+                Ok(source) => source,
+                Err(e) => degrade(e, report.name, &mut reads.report_warnings)?,
+            };
+            reads.any_concealed |= source.status == "concealed";
+            lookups.sources.insert(report.name, source);
+        }
+        if let Some(at) = registration_at {
+            match reads
+                .registration
+                .accept::<RegistrationRow>(graph, take(at))
+            {
+                Ok(page) => add_registrations(&mut lookups.registration, page),
+                Err(e) => {
+                    let source = degrade(
+                        e,
+                        "MFA registration details",
+                        &mut reads.registration_warnings,
+                    )?;
+                    lookups.sources.insert("userRegistrationDetails", source);
+                }
+            }
+        }
+        if let Some(at) = users_at {
+            let page = match users.accept::<UserRow>(graph, take(at)) {
+                Ok(page) => page,
+                Err(e) if sign_in.is_none() => {
+                    sign_in = Some(degrade(e, "sign-in activity", &mut sign_in_warnings)?);
+                    let without = format!("/v1.0/users?$select={USER_FIELDS}&$top={page_size}");
+                    users = Chain::new(graph.url(&without), USERS);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            sign_in.get_or_insert_with(Source::ok);
+            for user in page {
+                total += 1;
+                match domains.exclusion(user.user_principal_name.as_deref(), user.mail.as_deref()) {
+                    Some(Exclusion::DomainNotListed) => not_listed += 1,
+                    Some(Exclusion::NoMail) => no_mail += 1,
+                    None => pending.push(user),
+                }
+            }
+        }
+        if reads.complete() {
+            lookups.sign_in = sign_in.clone().unwrap_or_default();
+            for user in pending.drain(..) {
+                emitter.push(user_record(&user, &lookups, now_ms))?;
+            }
+        }
+    }
     let emitted = emitter.finish()?;
+
+    let mut warnings = reads.sku_warnings;
+    if reads.any_concealed {
+        reads.report_warnings.push(format!(
+            "usage reports are not joined because report names are concealed: {CONCEALED_FIX}"
+        ));
+    }
+    warnings.extend(reads.report_warnings);
+    warnings.extend(reads.registration_warnings);
+    warnings.extend(sign_in_warnings);
 
     let mut summary = TaskSummary::new(NAME);
     summary.count(ENTITY, emitted);
@@ -211,53 +459,6 @@ pub const SIGN_IN_ACTIVITY_AND_USERS: Need = Need::new(
     "GET /v1.0/users?$select=signInActivity",
     &["AuditLog.Read.All (with User.Read.All)"],
 );
-
-fn read_skus(
-    graph: &mut Graph,
-    catalog: &Catalog,
-    lookups: &mut Lookups,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let (skus, source) = sku_names(graph, catalog, warnings)?;
-    lookups.skus = skus;
-    lookups.sources.insert("subscribedSkus", source);
-    Ok(())
-}
-
-fn read_reports(
-    graph: &mut Graph,
-    period: Period,
-    lookups: &mut Lookups,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let concealed = concealed_setting(graph);
-    if concealed == Some(true) {
-        for report in [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX] {
-            lookups.sources.insert(report.name, Source::concealed());
-        }
-        warnings.push(format!(
-            "usage reports are not joined because report names are concealed: {CONCEALED_FIX}"
-        ));
-        return Ok(());
-    }
-    let mut any_concealed = false;
-    let all = [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX];
-    let downloaded = reports::download_all(graph, &all, period);
-    for (report, csv) in all.iter().zip(downloaded) {
-        let source = match csv.and_then(|csv| read_report(graph, csv, report, lookups)) {
-            Ok(source) => source,
-            Err(e) => degrade(e, report.name, warnings)?,
-        };
-        any_concealed |= source.status == "concealed";
-        lookups.sources.insert(report.name, source);
-    }
-    if any_concealed {
-        warnings.push(format!(
-            "usage reports are not joined because report names are concealed: {CONCEALED_FIX}"
-        ));
-    }
-    Ok(())
-}
 
 /// Downloads one report into its lookup map. Hashed (concealed) rows are never joined.
 fn read_report(
@@ -365,261 +566,344 @@ fn read_report(
     Ok(source)
 }
 
-fn read_registration(
-    graph: &mut Graph,
-    lookups: &mut Lookups,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let url = graph.url("/v1.0/reports/authenticationMethods/userRegistrationDetails");
-    let mut map = HashMap::new();
-    let result = graph.get_pages(&url, &REGISTRATION, &[], |page| {
-        for r in page {
-            let Some(id) = r.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            let flag = |f: &str| r.get(f).and_then(Value::as_bool);
-            map.insert(
-                id.to_ascii_lowercase(),
-                Registration {
-                    is_admin: flag("isAdmin"),
-                    mfa_registered: flag("isMfaRegistered"),
-                    mfa_capable: flag("isMfaCapable"),
-                    methods: r
-                        .get("methodsRegistered")
-                        .and_then(Value::as_array)
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                },
-            );
-        }
-        Ok(())
-    });
-    let source = match result {
-        Ok(_) => Source::ok(),
-        Err(e) => degrade(e, "MFA registration details", warnings)?,
-    };
-    lookups.registration = map;
-    lookups.sources.insert("userRegistrationDetails", source);
-    Ok(())
-}
-
-/// One cheap request decides whether signInActivity can be selected, so the listing never has
-/// to restart half-way.
-fn probe_sign_in(graph: &mut Graph, warnings: &mut Vec<String>) -> Result<Source> {
-    let url = graph.url("/v1.0/users?$select=id,signInActivity&$top=1");
-    match graph.get_json(&url, &SIGN_IN_ACTIVITY_AND_USERS) {
-        Ok(_) => Ok(Source::ok()),
-        Err(e) => degrade(e, "sign-in activity", warnings),
+fn add_registrations(map: &mut HashMap<String, Registration>, page: Vec<RegistrationRow>) {
+    for r in page {
+        let Some(id) = r.id else {
+            continue;
+        };
+        let methods = r
+            .methods_registered
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| match m {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        map.insert(
+            id.to_ascii_lowercase(),
+            Registration {
+                is_admin: r.is_admin,
+                mfa_registered: r.is_mfa_registered,
+                mfa_capable: r.is_mfa_capable,
+                methods,
+            },
+        );
     }
 }
 
 /// A sign-in timestamp, or None for the "never" sentinels (`0001-01-01T00:00:00Z`, `""`).
-fn sign_in_time(activity: Option<&Value>, field: &str) -> Option<String> {
-    let text = activity?.get(field)?.as_str()?;
-    (!text.is_empty() && text != NEVER).then(|| text.to_string())
+fn sign_in_time(value: &Option<String>) -> Option<&str> {
+    value
+        .as_deref()
+        .filter(|text| !text.is_empty() && *text != NEVER)
 }
 
-fn mb(bytes: Option<u64>) -> Value {
-    bytes
-        .map(|b| json!((b as f64 / 1_048_576.0 * 100.0).round() / 100.0))
-        .unwrap_or(Value::Null)
+fn mb(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| (b as f64 / 1_048_576.0 * 100.0).round() / 100.0)
 }
 
-fn user_record(user: &Value, lookups: &Lookups, now_ms: u64) -> Value {
-    let text = |f: &str| user.get(f).and_then(Value::as_str).map(str::to_string);
-    let id = text("id").unwrap_or_default();
-    let upn = text("userPrincipalName").unwrap_or_default();
+/// The emitted `user` record; fields in alphabetical order, as the schema lists them sorted.
+#[derive(Serialize)]
+struct UserRecord<'a> {
+    account_enabled: Option<bool>,
+    block_credentials: Option<bool>,
+    country: Option<&'a str>,
+    created_at: Option<&'a str>,
+    days_since_last_activity: Option<i64>,
+    display_name: Option<&'a str>,
+    first_name: Option<&'a str>,
+    guest: bool,
+    id: &'a str,
+    is_admin: Option<bool>,
+    job_title: Option<&'a str>,
+    last_activation_at: Option<&'a str>,
+    last_activity_at: Option<&'a str>,
+    last_name: Option<&'a str>,
+    last_non_interactive_sign_in_at: Option<&'a str>,
+    last_sign_in_at: Option<&'a str>,
+    last_successful_sign_in_at: Option<&'a str>,
+    last_used_app: Option<&'static str>,
+    licenses: Vec<LicenseRecord<'a>>,
+    mail: Option<&'a str>,
+    mailbox_used_bytes: Option<u64>,
+    mailbox_used_mb: Option<f64>,
+    methods_registered: Option<&'a [String]>,
+    mfa_capable: Option<bool>,
+    mfa_registered: Option<bool>,
+    office_activations: Option<Vec<ActivationRecord<'a>>>,
+    on_premises_sync: Option<bool>,
+    onedrive_used_bytes: Option<u64>,
+    onedrive_used_mb: Option<f64>,
+    platforms: Option<Platforms>,
+    provenance: Provenance<'a>,
+    usage_location: Option<&'a str>,
+    user_principal_name: &'a str,
+    user_type: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LicenseRecord<'a> {
+    assigned_by_group: Option<&'a str>,
+    disabled_plans: &'a [Value],
+    error: Option<&'a str>,
+    product_name: Option<&'a str>,
+    sku_id: String,
+    sku_part_number: Option<&'a str>,
+    state: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ActivationRecord<'a> {
+    activated_on_shared_computer: Option<bool>,
+    android: u64,
+    ios: u64,
+    last_activated_date: Option<&'a str>,
+    mac: u64,
+    mobile: u64,
+    product_type: &'a str,
+    windows: u64,
+    windows_10_mobile: u64,
+}
+
+#[derive(Serialize)]
+struct Platforms {
+    mac: Option<bool>,
+    mobile: Option<bool>,
+    web: Option<bool>,
+    windows: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct SourceRecord<'a> {
+    period: Option<u64>,
+    reason: Option<&'a str>,
+    refresh_date: Option<&'a str>,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Provenance<'a> {
+    #[serde(rename = "getM365AppUserDetail")]
+    app_usage: SourceRecord<'a>,
+    #[serde(rename = "getMailboxUsageDetail")]
+    mailbox: SourceRecord<'a>,
+    #[serde(rename = "getOffice365ActivationsUserDetail")]
+    activations: SourceRecord<'a>,
+    #[serde(rename = "getOneDriveUsageAccountDetail")]
+    onedrive: SourceRecord<'a>,
+    missing_sources: Vec<&'static str>,
+    #[serde(rename = "signInActivity")]
+    sign_in: SourceRecord<'a>,
+    #[serde(rename = "userRegistrationDetails")]
+    registration: SourceRecord<'a>,
+}
+
+fn source_record<'a>(status: &'static str, source: Option<&'a Source>) -> SourceRecord<'a> {
+    SourceRecord {
+        period: source.and_then(|s| s.period),
+        reason: source.and_then(|s| s.reason.as_deref()),
+        refresh_date: source.and_then(|s| s.refresh_date.as_deref()),
+        status,
+    }
+}
+
+fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> UserRecord<'a> {
+    let id = user.id.as_deref().unwrap_or_default();
+    let upn = user.user_principal_name.as_deref().unwrap_or_default();
     let key = upn.to_ascii_lowercase();
-    let user_type = text("userType");
-    let enabled = user.get("accountEnabled").and_then(Value::as_bool);
+    let user_type = user.user_type.as_deref();
+    let enabled = user.account_enabled;
 
-    let licenses = licenses(user, &lookups.skus);
     let registration = lookups.registration.get(&id.to_ascii_lowercase());
-    let activity = user.get("signInActivity").filter(|v| v.is_object());
+    let activity = user.sign_in_activity.as_ref();
     let app = lookups.app_usage.get(&key);
     let onedrive = lookups.onedrive.get(&key);
     let mailbox = lookups.mailbox.get(&key);
     let activations = lookups.activations.get(&key);
+    let last_sign_in = activity.and_then(|a| sign_in_time(&a.last_sign_in_date_time));
+    let last_non_interactive =
+        activity.and_then(|a| sign_in_time(&a.last_non_interactive_sign_in_date_time));
 
     // The most recent activity across sources, and where it was seen.
-    let mut latest: Option<(String, &str)> = None;
-    let mut consider = |date: Option<String>, app: &'static str| {
+    let mut latest: Option<(&str, &'static str)> = None;
+    let mut consider = |date: Option<&'a str>, app: &'static str| {
         if let Some(d) = date
-            && latest.as_ref().is_none_or(|(l, _)| d > *l)
+            && latest.is_none_or(|(l, _)| d > l)
         {
             latest = Some((d, app));
         }
     };
-    consider(sign_in_time(activity, "lastSignInDateTime"), "sign-in");
+    consider(last_sign_in, "sign-in");
+    consider(last_non_interactive, "sign-in");
     consider(
-        sign_in_time(activity, "lastNonInteractiveSignInDateTime"),
-        "sign-in",
-    );
-    consider(
-        app.and_then(|a| a.last_activity.clone()),
+        app.and_then(|a| a.last_activity.as_deref()),
         "microsoft-365-apps",
     );
-    consider(mailbox.and_then(|m| m.last_activity.clone()), "exchange");
-    consider(onedrive.and_then(|o| o.last_activity.clone()), "onedrive");
+    consider(mailbox.and_then(|m| m.last_activity.as_deref()), "exchange");
+    consider(
+        onedrive.and_then(|o| o.last_activity.as_deref()),
+        "onedrive",
+    );
 
-    let office_activations: Vec<Value> = activations
-        .map(|list| {
-            list.iter()
-                .map(|a| {
-                    json!({
-                        "product_type": a.product_type,
-                        "last_activated_date": a.last_activated,
-                        "windows": a.windows,
-                        "mac": a.mac,
-                        "mobile": a.windows10_mobile + a.ios + a.android,
-                        "windows_10_mobile": a.windows10_mobile,
-                        "ios": a.ios,
-                        "android": a.android,
-                        "activated_on_shared_computer": a.shared_computer,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let activations_ok = lookups
+        .sources
+        .get(ACTIVATIONS.name)
+        .is_some_and(|s| s.status == "ok");
+    let office_activations = activations_ok.then(|| {
+        activations
+            .into_iter()
+            .flatten()
+            .map(|a| ActivationRecord {
+                activated_on_shared_computer: a.shared_computer,
+                android: a.android,
+                ios: a.ios,
+                last_activated_date: a.last_activated.as_deref(),
+                mac: a.mac,
+                mobile: a.windows10_mobile + a.ios + a.android,
+                product_type: &a.product_type,
+                windows: a.windows,
+                windows_10_mobile: a.windows10_mobile,
+            })
+            .collect()
+    });
 
-    let report_provenance = |name: &'static str, present: bool| {
-        let source = lookups.sources.get(name).cloned().unwrap_or_default();
-        let status = if source.status == "ok" && !present {
-            "not-in-report"
-        } else {
-            source.status
+    let report = |name: &'static str, present: bool| {
+        let source = lookups.sources.get(name);
+        let status = match source {
+            Some(s) if s.status == "ok" && !present => "not-in-report",
+            Some(s) => s.status,
+            None => "",
         };
-        json!({"status": status, "reason": source.reason, "refresh_date": source.refresh_date, "period": source.period})
+        source_record(status, source)
     };
-    let mut provenance = Map::new();
-    provenance.insert(
-        "getOffice365ActivationsUserDetail".into(),
-        report_provenance(ACTIVATIONS.name, activations.is_some()),
-    );
-    provenance.insert(
-        "getM365AppUserDetail".into(),
-        report_provenance(APP_USAGE.name, app.is_some()),
-    );
-    provenance.insert(
-        "getOneDriveUsageAccountDetail".into(),
-        report_provenance(ONEDRIVE.name, onedrive.is_some()),
-    );
-    provenance.insert(
-        "getMailboxUsageDetail".into(),
-        report_provenance(MAILBOX.name, mailbox.is_some()),
-    );
-    provenance.insert(
-        "userRegistrationDetails".into(),
-        report_provenance("userRegistrationDetails", registration.is_some()),
-    );
-    provenance.insert("signInActivity".into(), lookups.sign_in.summary());
-    let missing: Vec<&String> = provenance
+    let sign_in = &lookups.sign_in;
+    // Listed in the provenance object's (sorted) order.
+    let sources = [
+        (APP_USAGE.name, report(APP_USAGE.name, app.is_some())),
+        (MAILBOX.name, report(MAILBOX.name, mailbox.is_some())),
+        (
+            ACTIVATIONS.name,
+            report(ACTIVATIONS.name, activations.is_some()),
+        ),
+        (ONEDRIVE.name, report(ONEDRIVE.name, onedrive.is_some())),
+        (
+            "signInActivity",
+            source_record(sign_in.status, Some(sign_in)),
+        ),
+        (
+            "userRegistrationDetails",
+            report("userRegistrationDetails", registration.is_some()),
+        ),
+    ];
+    let missing_sources = sources
         .iter()
-        .filter(|(_, v)| v["status"] != "ok")
-        .map(|(k, _)| k)
+        .filter(|(_, s)| s.status != "ok")
+        .map(|(name, _)| *name)
         .collect();
-    let missing = json!(missing);
-    provenance.insert("missing_sources".into(), missing);
+    let [
+        app_usage,
+        mailbox_source,
+        activations_source,
+        onedrive_source,
+        sign_in,
+        registration_source,
+    ] = sources.map(|(_, s)| s);
+    let provenance = Provenance {
+        app_usage,
+        mailbox: mailbox_source,
+        activations: activations_source,
+        onedrive: onedrive_source,
+        missing_sources,
+        sign_in,
+        registration: registration_source,
+    };
 
     let storage = |s: Option<&Storage>| s.and_then(|s| s.used_bytes);
-    json!({
-        "id": id,
-        "user_principal_name": upn,
-        "mail": text("mail"),
-        "display_name": text("displayName"),
-        "first_name": text("givenName"),
-        "last_name": text("surname"),
-        "job_title": text("jobTitle"),
-        "country": text("country"),
-        "usage_location": text("usageLocation"),
-        "user_type": user_type,
-        "guest": user_type.as_deref() == Some("Guest") || upn.contains("#EXT#"),
-        "account_enabled": enabled,
-        "block_credentials": enabled.map(|e| !e),
-        "created_at": text("createdDateTime"),
-        "on_premises_sync": user.get("onPremisesSyncEnabled").and_then(Value::as_bool),
-        "licenses": licenses,
-        "mfa_registered": registration.and_then(|r| r.mfa_registered),
-        "mfa_capable": registration.and_then(|r| r.mfa_capable),
-        "methods_registered": registration.map(|r| json!(r.methods)).unwrap_or(Value::Null),
-        "is_admin": registration.and_then(|r| r.is_admin),
-        "last_sign_in_at": sign_in_time(activity, "lastSignInDateTime"),
-        "last_non_interactive_sign_in_at": sign_in_time(activity, "lastNonInteractiveSignInDateTime"),
-        "last_successful_sign_in_at": sign_in_time(activity, "lastSuccessfulSignInDateTime"),
-        "mailbox_used_bytes": storage(mailbox),
-        "mailbox_used_mb": mb(storage(mailbox)),
-        "onedrive_used_bytes": storage(onedrive),
-        "onedrive_used_mb": mb(storage(onedrive)),
-        "office_activations": if lookups.sources.get(ACTIVATIONS.name).is_some_and(|s| s.status == "ok") { json!(office_activations) } else { Value::Null },
-        "platforms": app.map(|a| json!({"windows": a.windows, "mac": a.mac, "mobile": a.mobile, "web": a.web})).unwrap_or(Value::Null),
-        "last_activation_at": app.and_then(|a| a.last_activation.clone()),
-        "last_activity_at": latest.as_ref().map(|(d, _)| d.clone()),
-        "last_used_app": latest.as_ref().map(|(_, a)| *a),
-        "days_since_last_activity": latest.as_ref().and_then(|(d, _)| days_between(now_ms, d)),
-        "provenance": provenance,
-    })
+    UserRecord {
+        account_enabled: enabled,
+        block_credentials: enabled.map(|e| !e),
+        country: user.country.as_deref(),
+        created_at: user.created_date_time.as_deref(),
+        days_since_last_activity: latest.and_then(|(d, _)| days_between(now_ms, d)),
+        display_name: user.display_name.as_deref(),
+        first_name: user.given_name.as_deref(),
+        guest: user_type == Some("Guest") || upn.contains("#EXT#"),
+        id,
+        is_admin: registration.and_then(|r| r.is_admin),
+        job_title: user.job_title.as_deref(),
+        last_activation_at: app.and_then(|a| a.last_activation.as_deref()),
+        last_activity_at: latest.map(|(d, _)| d),
+        last_name: user.surname.as_deref(),
+        last_non_interactive_sign_in_at: last_non_interactive,
+        last_sign_in_at: last_sign_in,
+        last_successful_sign_in_at: activity
+            .and_then(|a| sign_in_time(&a.last_successful_sign_in_date_time)),
+        last_used_app: latest.map(|(_, a)| a),
+        licenses: licenses(user, &lookups.skus),
+        mail: user.mail.as_deref(),
+        mailbox_used_bytes: storage(mailbox),
+        mailbox_used_mb: mb(storage(mailbox)),
+        methods_registered: registration.map(|r| r.methods.as_slice()),
+        mfa_capable: registration.and_then(|r| r.mfa_capable),
+        mfa_registered: registration.and_then(|r| r.mfa_registered),
+        office_activations,
+        on_premises_sync: user.on_premises_sync_enabled,
+        onedrive_used_bytes: storage(onedrive),
+        onedrive_used_mb: mb(storage(onedrive)),
+        platforms: app.map(|a| Platforms {
+            mac: a.mac,
+            mobile: a.mobile,
+            web: a.web,
+            windows: a.windows,
+        }),
+        provenance,
+        usage_location: user.usage_location.as_deref(),
+        user_principal_name: upn,
+        user_type,
+    }
 }
 
 /// One entry per assignment path: direct, and each group that assigns the SKU.
-fn licenses(user: &Value, skus: &HashMap<String, (String, String)>) -> Vec<Value> {
-    let named = |sku_id: &str| skus.get(&sku_id.to_ascii_lowercase()).cloned();
-    let entry = |sku_id: &str,
-                 group: Option<&str>,
-                 disabled: &Value,
-                 state: Option<&str>,
-                 error: Option<&str>| {
-        let (part, name) = named(sku_id).unzip();
-        json!({
-            "sku_id": sku_id.to_ascii_lowercase(),
-            "sku_part_number": part,
-            "product_name": name,
-            "assigned_by_group": group,
-            "disabled_plans": disabled.as_array().cloned().unwrap_or_default(),
-            "state": state,
-            "error": error.filter(|e| *e != "None"),
-        })
-    };
+fn licenses<'a>(
+    user: &'a UserRow,
+    skus: &'a HashMap<String, (String, String)>,
+) -> Vec<LicenseRecord<'a>> {
     let states = user
-        .get("licenseAssignmentStates")
-        .and_then(Value::as_array);
-    match states {
-        Some(states) if !states.is_empty() => states
-            .iter()
-            .filter_map(|s| {
-                let sku = s.get("skuId")?.as_str()?;
-                Some(entry(
-                    sku,
-                    s.get("assignedByGroup").and_then(Value::as_str),
-                    s.get("disabledPlans").unwrap_or(&Value::Null),
-                    s.get("state").and_then(Value::as_str),
-                    s.get("error").and_then(Value::as_str),
-                ))
+        .license_assignment_states
+        .as_deref()
+        .filter(|s| !s.is_empty());
+    let from_states = states.is_some();
+    let rows = states
+        .or(user.assigned_licenses.as_deref())
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|l| {
+            let sku_id = l.sku_id.as_deref()?.to_ascii_lowercase();
+            let named = skus.get(&sku_id);
+            Some(LicenseRecord {
+                assigned_by_group: if from_states {
+                    l.assigned_by_group.as_deref()
+                } else {
+                    None
+                },
+                disabled_plans: l.disabled_plans.as_deref().unwrap_or_default(),
+                error: if from_states {
+                    l.error.as_deref().filter(|e| *e != "None")
+                } else {
+                    None
+                },
+                product_name: named.map(|(_, name)| name.as_str()),
+                sku_id,
+                sku_part_number: named.map(|(part, _)| part.as_str()),
+                state: if from_states {
+                    l.state.as_deref()
+                } else {
+                    None
+                },
             })
-            .collect(),
-        _ => user
-            .get("assignedLicenses")
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|l| {
-                        let sku = l.get("skuId")?.as_str()?;
-                        Some(entry(
-                            sku,
-                            None,
-                            l.get("disabledPlans").unwrap_or(&Value::Null),
-                            None,
-                            None,
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
+        })
+        .collect()
 }
 
 pub fn schema() -> Value {

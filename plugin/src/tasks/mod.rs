@@ -31,8 +31,11 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    pub fn push(&mut self, record: Value) -> Result<()> {
-        self.buffer.push(record.to_string());
+    /// Serializes a record (a JSON tree or a `Serialize` struct, which skips building the tree).
+    pub fn push(&mut self, record: impl serde::Serialize) -> Result<()> {
+        let text = serde_json::to_string(&record)
+            .map_err(|e| ConnectorError::Data(format!("a `{}` record: {e}", self.entity)))?;
+        self.buffer.push(text);
         self.count += 1;
         if self.buffer.len() >= BATCH {
             self.flush()?;

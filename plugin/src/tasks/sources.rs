@@ -3,11 +3,12 @@
 
 use serde_json::{Value, json};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::catalog::Catalog;
 use crate::error::{ConnectorError, Result};
-use crate::graph::{Graph, Need};
+use crate::graph::{self, Graph, Need};
+use crate::host::{HttpResponse, Level};
 use crate::tasks::license_information::SUBSCRIBED_SKUS;
 
 pub const REPORT_SETTINGS: Need = Need::new(
@@ -76,7 +77,12 @@ pub fn degrade(e: ConnectorError, what: &str, warnings: &mut Vec<String>) -> Res
 /// Whether report names are concealed, from the tenant setting when readable.
 pub fn concealed_setting(graph: &mut Graph) -> Option<bool> {
     let url = graph.url("/v1.0/admin/reportSettings");
-    let value = graph.get_json(&url, &REPORT_SETTINGS).ok()?;
+    concealed_from(graph.get(&url, &REPORT_SETTINGS, &[]))
+}
+
+/// The `displayConcealedNames` of a reportSettings answer; `None` when it cannot be read.
+pub fn concealed_from(response: Result<HttpResponse>) -> Option<bool> {
+    let value: Value = serde_json::from_slice(&response.ok()?.body).ok()?;
     // The documented example wraps the object in "value"; accept both shapes.
     let settings = value
         .get("value")
@@ -101,34 +107,223 @@ pub fn days_between(now_ms: u64, date: &str) -> Option<i64> {
 /// Part number and product name per lower-case SKU id.
 pub type SkuNames = HashMap<String, (String, String)>;
 
+/// One subscribedSkus item, as far as names go.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkuRow {
+    #[serde(default, deserialize_with = "lenient::string")]
+    sku_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    sku_part_number: Option<String>,
+}
+
+/// The subscribedSkus read that [`SkuNames`] come from.
+pub fn sku_chain(graph: &Graph) -> Chain {
+    Chain::new(
+        graph.url("/v1.0/subscribedSkus?$select=skuId,skuPartNumber"),
+        SUBSCRIBED_SKUS,
+    )
+}
+
+/// Adds a page of SKUs, named from the catalog or else by part number.
+pub fn add_skus(skus: &mut SkuNames, catalog: &Catalog, page: Vec<SkuRow>) {
+    for sku in page {
+        let id = sku.sku_id.unwrap_or_default().to_ascii_lowercase();
+        let part = sku.sku_part_number.unwrap_or_default();
+        let name = catalog
+            .sku(&id)
+            .map(|k| k.product_name.clone())
+            .unwrap_or_else(|| part.clone());
+        skus.insert(id, (part, name));
+    }
+}
+
 /// Reads [`SkuNames`]; optional (degrades on access failures).
 pub fn sku_names(
     graph: &mut Graph,
     catalog: &Catalog,
     warnings: &mut Vec<String>,
 ) -> Result<(SkuNames, Source)> {
-    let url = graph.url("/v1.0/subscribedSkus?$select=skuId,skuPartNumber");
+    let mut chain = sku_chain(graph);
     let mut skus = HashMap::new();
-    let result = graph.get_pages(&url, &SUBSCRIBED_SKUS, &[], |page| {
-        for sku in page {
-            let text = |f: &str| {
-                sku.get(f)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let (id, part) = (text("skuId").to_ascii_lowercase(), text("skuPartNumber"));
-            let name = catalog
-                .sku(&id)
-                .map(|k| k.product_name.clone())
-                .unwrap_or_else(|| part.clone());
-            skus.insert(id, (part, name));
+    let mut result = Ok(());
+    while let Some((url, need)) = chain.pending() {
+        let response = graph.get(&url, &need, &[]);
+        match chain.accept(graph, response) {
+            Ok(page) => add_skus(&mut skus, catalog, page),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(())
-    });
+    }
     let source = match result {
-        Ok(_) => Source::ok(),
-        Err(e) => degrade(e, "SKU part numbers (subscribedSkus)", warnings)?,
+        Ok(()) => Source::ok(),
+        Err(e) => degrade(e, SKU_SOURCE, warnings)?,
     };
     Ok((skus, source))
+}
+
+pub const SKU_SOURCE: &str = "SKU part numbers (subscribedSkus)";
+
+/// A paged collection read one page per `send-all` round, so independent collections (users,
+/// registration details, ...) wait on the network together instead of one after another.
+pub struct Chain {
+    pub need: Need,
+    next: Option<String>,
+    seen: HashSet<String>,
+    pub pages: u64,
+    pub items: u64,
+}
+
+impl Chain {
+    pub fn new(first_url: String, need: Need) -> Self {
+        Self {
+            need,
+            next: Some(first_url),
+            seen: HashSet::new(),
+            pages: 0,
+            items: 0,
+        }
+    }
+
+    /// The request for the next page; `None` once the last page was read.
+    pub fn pending(&self) -> Option<(String, Need)> {
+        self.next.clone().map(|url| (url, self.need))
+    }
+
+    pub fn done(&self) -> bool {
+        self.next.is_none()
+    }
+
+    /// Takes the answer to [`Chain::pending`] and returns the page's items. The
+    /// `@odata.nextLink` is followed verbatim; one that links back to a page already read is a
+    /// data error rather than an endless loop.
+    pub fn accept<T: serde::de::DeserializeOwned>(
+        &mut self,
+        graph: &Graph,
+        response: Result<HttpResponse>,
+    ) -> Result<Vec<T>> {
+        let url = self.next.take().unwrap_or_default();
+        let response = response?;
+        self.seen.insert(url);
+        let (items, next) = graph::parse_page::<T>(&response, &self.need, self.pages + 1)?;
+        self.pages += 1;
+        self.items += items.len() as u64;
+        if let Some(next) = &next
+            && self.seen.contains(next)
+        {
+            return Err(ConnectorError::Data(format!(
+                "{}: page {} links back to a page already read; stopping instead of looping",
+                self.need.endpoint,
+                self.pages + 1
+            )));
+        }
+        self.next = next;
+        graph.host().log(
+            Level::Debug,
+            &format!(
+                "{}: page {} ({} items, {} so far)",
+                self.need.endpoint,
+                self.pages,
+                items.len(),
+                self.items
+            ),
+        );
+        Ok(items)
+    }
+}
+
+/// Reads JSON values leniently: a field of the wrong type reads as absent, as
+/// `Value::as_str` / `as_bool` would, instead of failing the whole page.
+pub mod lenient {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Any<T>(std::marker::PhantomData<T>);
+
+    impl<'de> Visitor<'de> for Any<String> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Option<String>, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Option<String>, E> {
+            Ok(Some(v))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Any<bool> {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Option<bool>, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<bool>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<bool>, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    /// `#[serde(default, deserialize_with = "lenient::string")]`
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(Any::<String>(std::marker::PhantomData))
+    }
+
+    /// `#[serde(default, deserialize_with = "lenient::boolean")]`
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        d.deserialize_any(Any::<bool>(std::marker::PhantomData))
+    }
 }
