@@ -686,7 +686,7 @@ fn batch_inner_throttling_applies_nothing_and_says_when_to_retry() {
         let n: usize = resp["id"].as_str().unwrap().parse().unwrap();
         let (user, sku) = &holders[n - 1];
         let held = sim.user(user).unwrap().license(sku).is_some();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             assert_eq!(resp["status"], 429, "{resp}");
             let after: f64 = resp["headers"]["Retry-After"]
                 .as_str()
