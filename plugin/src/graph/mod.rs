@@ -217,13 +217,24 @@ impl<'a> Graph<'a> {
             .map(|(outcome, (url, need))| match outcome {
                 Ok(r) if r.status < 400 => Ok(r),
                 Ok(r) if matches!(r.status, 401 | 429 | 500 | 502 | 503 | 504) => {
+                    // Retried on its own; a throttled request first waits what it was told.
+                    self.retries += 1;
+                    if let Some(wait_ms) = retry::retry_after_ms(&r) {
+                        self.host.sleep_ms(wait_ms.min(600_000));
+                    }
+                    if r.status == 401 && errors::is_expired_token(&r) {
+                        self.tokens.invalidate();
+                    }
                     self.get(url, need, &[])
                 }
                 Ok(r) => Err(errors::map_error(&r, need, None)),
                 Err(e @ (TransportError::Denied(_) | TransportError::TooLarge(_))) => Err(
                     ConnectorError::upstream(need.endpoint, None, None, e.to_string()),
                 ),
-                Err(_) => self.get(url, need, &[]),
+                Err(_) => {
+                    self.retries += 1;
+                    self.get(url, need, &[])
+                }
             })
             .collect();
         (results, fetched)
