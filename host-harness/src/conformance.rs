@@ -993,7 +993,7 @@ fn wrong_type(declared: &Value) -> Option<Value> {
     candidates
         .into_iter()
         .find(|(kind, _)| {
-            !types.contains(kind) && !(*kind == "number" && types.contains(&"integer"))
+            !(types.contains(kind) || *kind == "number" && types.contains(&"integer"))
         })
         .map(|(_, v)| v)
 }

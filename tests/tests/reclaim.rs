@@ -228,7 +228,11 @@ fn out_of_domain_users_are_refused_and_untouched() {
     let before = f.sim.user(&outsider).unwrap();
     let outcome = f
         .runner
-        .reclaim(&prepared, &request(&[outsider.clone()], false), None)
+        .reclaim(
+            &prepared,
+            &request(std::slice::from_ref(&outsider), false),
+            None,
+        )
         .unwrap();
     let user = &users_of(&outcome.report)[0];
     assert_eq!(user["status"], "refused");
@@ -523,7 +527,7 @@ fn a_dependent_add_on_blocks_its_base_and_both_go_together() {
     }
     let everything = f
         .runner
-        .reclaim(&prepared, &request(&[upn.clone()], false), None)
+        .reclaim(&prepared, &request(std::slice::from_ref(&upn), false), None)
         .unwrap();
     assert_eq!(
         everything.report["totals"]["failed"], 0,
@@ -600,7 +604,11 @@ fn an_undo_reports_what_it_cannot_restore() {
     drop(tenant);
     let applied = f
         .runner
-        .reclaim(&prepared, &request(&[holder.clone()], false), None)
+        .reclaim(
+            &prepared,
+            &request(std::slice::from_ref(&holder), false),
+            None,
+        )
         .unwrap();
     let (report, _) = host_harness::reclaim::undo_source(&f.store(), applied.reclaim_id).unwrap();
     let undo = ReclaimRequest {

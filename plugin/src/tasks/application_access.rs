@@ -23,6 +23,8 @@ use crate::tasks::sources::{
 };
 use crate::tasks::{Emitter, TaskSummary, application_roster::USERS};
 
+/// Per SKU: assigned users, and per app how many of them were active.
+type SkuActivity = (u64, BTreeMap<&'static str, u64>);
 pub const NAME: &str = "application-access";
 pub const ENTITY: &str = "app-activity";
 pub const SKU_ENTITY: &str = "license-activity";
@@ -685,7 +687,7 @@ pub fn run(
 
     let mut sku_emitter = Emitter::new(graph.host(), SKU_ENTITY);
     let mut per_sku = Map::new();
-    let mut by_id: Vec<(&String, &(u64, BTreeMap<&'static str, u64>))> = differentiation
+    let mut by_id: Vec<(&String, &SkuActivity)> = differentiation
         .iter()
         .map(|(i, counts)| (&sku_ids.ids[*i as usize], counts))
         .collect();
