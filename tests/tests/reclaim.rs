@@ -108,6 +108,18 @@ fn restorable_holders(f: &Fixture, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The id of the tenant's SKU with this part number.
+fn sku_id(f: &Fixture, part_number: &str) -> String {
+    f.sim
+        .tenant()
+        .skus
+        .iter()
+        .find(|s| s.sku_part_number == part_number)
+        .unwrap_or_else(|| panic!("the tenant subscribes to {part_number}"))
+        .sku_id
+        .clone()
+}
+
 fn group_only_holder(f: &Fixture) -> (String, String, String) {
     let tenant = f.sim.tenant();
     let user = tenant
@@ -472,14 +484,8 @@ fn without_a_write_permission_nothing_is_changed() {
 fn a_dependent_add_on_blocks_its_base_and_both_go_together() {
     let f = fixture("");
     let prepared = f.prepared(&[]);
+    let copilot = sku_id(&f, "Microsoft_365_Copilot");
     let tenant = f.sim.tenant();
-    let copilot = tenant
-        .skus
-        .iter()
-        .find(|s| s.sku_part_number == "Microsoft_365_Copilot")
-        .expect("the tenant subscribes to the Copilot add-on")
-        .sku_id
-        .clone();
     let holder = tenant
         .users
         .iter()
@@ -581,15 +587,9 @@ fn reports_and_outcome_records_follow_the_manifest_schemas() {
 fn an_undo_reports_what_it_cannot_restore() {
     let f = fixture("");
     let prepared = f.prepared(&[]);
-    let tenant = f.sim.tenant();
     // Visio's units are all in their grace period: a removed seat cannot be given back.
-    let visio = tenant
-        .skus
-        .iter()
-        .find(|s| s.sku_part_number == "VISIOCLIENT")
-        .expect("the tenant has Visio")
-        .sku_id
-        .clone();
+    let visio = sku_id(&f, "VISIOCLIENT");
+    let tenant = f.sim.tenant();
     let holder = direct_only_holders(&f, usize::MAX)
         .into_iter()
         .find(|upn| {
