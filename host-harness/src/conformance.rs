@@ -1,4 +1,4 @@
-//! The conformance kit: every contract-level check a `saas:connector@0.2.0` component must pass,
+//! The conformance kit: every contract-level check a `saas:connector@0.2.1` component must pass,
 //! whatever service it connects to. [`run`] drives the component through fresh sandboxed
 //! instances and returns a [`Report`] with one entry per check; `harness conformance` prints it.
 //!
@@ -24,14 +24,20 @@ use crate::sim::{SimConfig, Simulator};
 use crate::transport::{HttpTransport, Transport};
 
 /// The world's own interfaces; anything else but WASI is a foreign import.
-const WORLD_IMPORTS: [&str; 6] = [
-    "saas:connector/types@0.2.0",
-    "saas:connector/http@0.2.0",
-    "saas:connector/log@0.2.0",
-    "saas:connector/sink@0.2.0",
-    "saas:connector/state@0.2.0",
-    "saas:connector/clock@0.2.0",
-];
+const WORLD_INTERFACES: [&str; 6] = ["types", "http", "log", "sink", "state", "clock"];
+/// Versions of the world this host serves: 0.2.1 added `start-all` to 0.2.0, so a component
+/// built against either loads.
+const WORLD_VERSIONS: [&str; 2] = ["0.2.0", "0.2.1"];
+
+/// Whether an import is one of the world's interfaces at a version this host serves.
+fn is_world_import(name: &str) -> bool {
+    name.strip_prefix("saas:connector/")
+        .and_then(|rest| rest.split_once('@'))
+        .is_some_and(|(interface, version)| {
+            WORLD_INTERFACES.contains(&interface) && WORLD_VERSIONS.contains(&version)
+        })
+}
+
 /// A task name no connector declares.
 const UNKNOWN_TASK: &str = "conformance-kit-no-such-task";
 /// A property no configuration schema declares.
@@ -349,16 +355,13 @@ impl<'a> Kit<'a> {
             Ok(imports) => {
                 let foreign: Vec<String> = imports
                     .iter()
-                    .filter(|i| !i.starts_with("wasi:") && !WORLD_IMPORTS.contains(&i.as_str()))
+                    .filter(|i| !i.starts_with("wasi:") && !is_world_import(i))
                     .map(|i| format!("imports `{i}`, which is neither WASI nor the world's"))
                     .collect();
                 self.record(
                     "imports",
                     foreign,
-                    format!(
-                        "{} imports, all WASI or saas:connector@0.2.0",
-                        imports.len()
-                    ),
+                    format!("{} imports, all WASI or saas:connector@0.2", imports.len()),
                 );
             }
             Err(e) => {

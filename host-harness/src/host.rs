@@ -26,8 +26,12 @@ wasmtime::component::bindgen!({
     imports: {
         "saas:connector/http.send": trappable,
         "saas:connector/http.send-all": trappable,
+        "saas:connector/http.start-all": trappable,
         "saas:connector/sink.emit": trappable,
         "saas:connector/clock.sleep": trappable,
+    },
+    with: {
+        "saas:connector/http.in-flight": InFlightBatch,
     },
 });
 
@@ -43,6 +47,8 @@ pub use saas::connector::types::{
 const TICK: Duration = Duration::from_millis(10);
 /// Requests of one `send-all` run concurrently up to this many.
 const SEND_ALL_CONCURRENCY: usize = 8;
+/// `start-all` batches a guest may have in flight at once; a guest that pipelines needs two.
+const MAX_IN_FLIGHT: usize = 4;
 /// Guest stderr kept for panic messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
 /// A log line is cut to this many bytes (after redaction) before an observer sees it.
@@ -148,6 +154,18 @@ pub struct RunState {
     /// A host call was cut short by the deadline: the run failed even if the guest returned.
     deadline_hit: bool,
     policy_violation: Option<String>,
+    /// `start-all` batches not yet dropped by the guest.
+    in_flight: usize,
+}
+
+type Outcome = Result<GuestResponse, TransportError>;
+/// A request as admitted (or refused) by the host, with the time it may take.
+type Admitted = (Result<OutboundRequest, TransportError>, Duration);
+
+/// A `start-all` batch: its requests travel on a host thread while the guest goes on.
+pub struct InFlightBatch {
+    admitted: Vec<Admitted>,
+    responses: Option<std::thread::JoinHandle<Vec<Outcome>>>,
 }
 
 impl WasiView for RunState {
@@ -361,61 +379,124 @@ impl saas::connector::http::Host for RunState {
         Ok(result)
     }
 
-    fn send_all(
+    fn send_all(&mut self, requests: Vec<GuestRequest>) -> wasmtime::Result<Vec<Outcome>> {
+        let admitted = self.admit_all(&requests)?;
+        let outcomes = send_batch(
+            self.io.transport.as_ref(),
+            &admitted,
+            self.io.limits.max_response_bytes,
+        );
+        self.observe(&admitted, &outcomes);
+        Ok(outcomes)
+    }
+
+    fn start_all(
         &mut self,
         requests: Vec<GuestRequest>,
-    ) -> wasmtime::Result<Vec<Result<GuestResponse, TransportError>>> {
-        let admitted: Vec<_> = requests
+    ) -> wasmtime::Result<wasmtime::component::Resource<InFlightBatch>> {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            let reason = format!(
+                "the guest has {MAX_IN_FLIGHT} request batches in flight; collect or drop one before starting another"
+            );
+            self.policy_violation.get_or_insert(reason);
+            self.stop_if_violated()?;
+        }
+        let admitted = self.admit_all(&requests)?;
+        let transport = self.io.transport.clone();
+        let max_body = self.io.limits.max_response_bytes;
+        let batch = admitted.clone();
+        let responses = std::thread::Builder::new()
+            .name("start-all".into())
+            .spawn(move || send_batch(transport.as_ref(), &batch, max_body))?;
+        self.in_flight += 1;
+        Ok(self.table.push(InFlightBatch {
+            admitted,
+            responses: Some(responses),
+        })?)
+    }
+}
+
+impl saas::connector::http::HostInFlight for RunState {
+    fn wait(&mut self, batch: wasmtime::component::Resource<InFlightBatch>) -> Vec<Outcome> {
+        let Ok(batch) = self.table.get_mut(&batch) else {
+            return Vec::new();
+        };
+        let Some(responses) = batch.responses.take() else {
+            return Vec::new();
+        };
+        let admitted = std::mem::take(&mut batch.admitted);
+        let outcomes = responses.join().unwrap_or_else(|_| {
+            admitted
+                .iter()
+                .map(|_| Err(TransportError::Transport("host thread failed".into())))
+                .collect()
+        });
+        self.observe(&admitted, &outcomes);
+        outcomes
+    }
+
+    fn drop(
+        &mut self,
+        batch: wasmtime::component::Resource<InFlightBatch>,
+    ) -> wasmtime::Result<()> {
+        // Responses never collected are abandoned: the thread finishes on its own.
+        self.table.delete(batch)?;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl RunState {
+    /// Admits every request of a batch (each counts towards the cap), and stops the guest if
+    /// the batch broke a policy.
+    fn admit_all(&mut self, requests: &[GuestRequest]) -> wasmtime::Result<Vec<Admitted>> {
+        let admitted = requests
             .iter()
             .map(|r| (self.admit(r), self.timeout_for(r)))
             .collect();
         self.stop_if_violated()?;
-        let transport = self.io.transport.clone();
-        let max_body = self.io.limits.max_response_bytes;
-        let mut results: Vec<Option<Result<GuestResponse, TransportError>>> =
-            vec![None; admitted.len()];
-        for (chunk_index, chunk) in admitted.chunks(SEND_ALL_CONCURRENCY).enumerate() {
-            let outcomes: Vec<_> = std::thread::scope(|scope| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|(admitted, timeout)| {
-                        let transport = &transport;
-                        scope.spawn(move || match admitted {
-                            Ok(outbound) if !timeout.is_zero() => {
-                                convert(transport.send(outbound, *timeout, max_body))
-                            }
-                            Ok(_) => Err(TransportError::Timeout(
-                                "the run's deadline has passed".into(),
-                            )),
-                            Err(e) => Err(e.clone()),
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(TransportError::Transport("host thread failed".into()))
-                        })
-                    })
-                    .collect()
-            });
-            for (i, outcome) in outcomes.into_iter().enumerate() {
-                let index = chunk_index * SEND_ALL_CONCURRENCY + i;
-                if let Ok(outbound) = &admitted[index].0 {
-                    let url = self.io.redactor.redact(&outbound.url);
-                    self.io
-                        .observer
-                        .request(&outbound.method, &url, &outcome_text(&outcome));
-                }
-                results[index] = Some(outcome);
+        Ok(admitted)
+    }
+
+    /// Tells the observer how each admitted request ended (URLs redacted).
+    fn observe(&self, admitted: &[Admitted], outcomes: &[Outcome]) {
+        for ((request, _), outcome) in admitted.iter().zip(outcomes) {
+            if let Ok(outbound) = request {
+                let url = self.io.redactor.redact(&outbound.url);
+                self.io
+                    .observer
+                    .request(&outbound.method, &url, &outcome_text(outcome));
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every request has an outcome"))
-            .collect())
     }
+}
+
+/// Sends admitted requests, up to [`SEND_ALL_CONCURRENCY`] at a time; refusals pass through.
+fn send_batch(transport: &dyn Transport, admitted: &[Admitted], max_body: usize) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(admitted.len());
+    for chunk in admitted.chunks(SEND_ALL_CONCURRENCY) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(admitted, timeout)| {
+                    scope.spawn(move || match admitted {
+                        Ok(outbound) if !timeout.is_zero() => {
+                            convert(transport.send(outbound, *timeout, max_body))
+                        }
+                        Ok(_) => Err(TransportError::Timeout(
+                            "the run's deadline has passed".into(),
+                        )),
+                        Err(e) => Err(e.clone()),
+                    })
+                })
+                .collect();
+            outcomes.extend(handles.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TransportError::Transport("host thread failed".into())))
+            }));
+        });
+    }
+    outcomes
 }
 
 impl saas::connector::log::Host for RunState {
@@ -646,6 +727,7 @@ impl Harness {
             deadline: Instant::now() + timeout,
             deadline_hit: false,
             policy_violation: None,
+            in_flight: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -662,7 +744,7 @@ impl Harness {
         })
     }
 
-    /// The component's import names, e.g. `saas:connector/http@0.2.0` or `wasi:io/streams@0.2.6`,
+    /// The component's import names, e.g. `saas:connector/http@0.2.1` or `wasi:io/streams@0.2.6`,
     /// read from its type without instantiating it (a component with foreign imports cannot be
     /// loaded as a `Harness`, and this says which).
     pub fn imports(bytes: &[u8], cache_dir: Option<&Path>) -> Result<Vec<String>, RunError> {

@@ -69,6 +69,12 @@ impl Host for WitHost {
             .collect()
     }
 
+    fn start_all(&self, requests: Vec<HttpRequest>) -> host::InFlight {
+        let requests: Vec<_> = requests.into_iter().map(to_wit_request).collect();
+        let batch = http::start_all(&requests);
+        host::InFlight::new(move || batch.wait().into_iter().map(from_wit_result).collect())
+    }
+
     fn log(&self, level: Level, message: &str) {
         let level = match level {
             Level::Trace => log::Level::Trace,

@@ -98,9 +98,36 @@ pub enum Level {
     Error,
 }
 
+pub type Outcome = Result<HttpResponse, TransportError>;
+
+/// Responses still travelling, from [`Host::start_all`].
+pub struct InFlight(Box<dyn FnOnce() -> Vec<Outcome>>);
+
+impl InFlight {
+    /// Responses that are already here (a host without concurrency).
+    pub fn ready(outcomes: Vec<Outcome>) -> Self {
+        Self(Box::new(move || outcomes))
+    }
+
+    /// Responses that `wait` will collect.
+    pub fn new(wait: impl FnOnce() -> Vec<Outcome> + 'static) -> Self {
+        Self(Box::new(wait))
+    }
+
+    /// Waits for every response, in the order of the requests.
+    pub fn wait(self) -> Vec<Outcome> {
+        (self.0)()
+    }
+}
+
 pub trait Host {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
     fn send_all(&self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>>;
+    /// Starts independent requests and returns at once, so the caller can work while they
+    /// travel. By default they are sent before returning.
+    fn start_all(&self, requests: Vec<HttpRequest>) -> InFlight {
+        InFlight::ready(self.send_all(requests))
+    }
     fn log(&self, level: Level, message: &str);
     fn emit(&self, entity: &str, records: Vec<String>) -> Result<(), String>;
     fn state_get(&self, key: &str) -> Option<String>;

@@ -161,6 +161,42 @@ fn retrying_a_forbidden_host_is_stopped_by_the_request_cap() {
 }
 
 #[test]
+fn batches_in_flight_are_collected_in_order_and_bounded() {
+    let h = Hostile::new();
+    let (result, _) = h.run("pipeline");
+    let details = Hostile::details(&result.expect("the pipeline task succeeds"));
+    // Each batch answers in its own request order, whichever is collected first; the denied
+    // request is refused when started, in its slot; a second wait has nothing left.
+    // (The service wants a token the guest does not send: its 401 is its own answer.)
+    assert_eq!(details["first"][0], "status 401", "{details}");
+    assert!(
+        details["first"][1]
+            .as_str()
+            .is_some_and(|o| o.contains("Denied") && o.contains("exfiltrate.example")),
+        "{details}"
+    );
+    assert_eq!(details["second"], json!(["status 401"]), "{details}");
+    assert_eq!(details["again"], 0, "{details}");
+    let sent = |h: &Hostile| {
+        h.transport
+            .requests()
+            .iter()
+            .filter(|r| r.url.ends_with("/v1/account"))
+            .count()
+    };
+    assert_eq!(sent(&h), 2, "the denied request never left the host");
+
+    // Starting batches without ever collecting them is stopped at the fifth.
+    let (error, elapsed) = h.stopped("hoard-batches");
+    assert!(
+        matches!(&error, RunError::Policy(m) if m.contains("4 request batches in flight")),
+        "{error:?}"
+    );
+    assert!(elapsed < TIMEOUT, "stopped at once: {elapsed:?}");
+    h.still_serves();
+}
+
+#[test]
 fn emitting_without_end_is_stopped_by_the_record_cap() {
     let h = Hostile::new();
     let (error, elapsed) = h.stopped("emit-forever");

