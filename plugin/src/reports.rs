@@ -388,7 +388,7 @@ impl ReportRounds {
     pub fn accept_download(
         &mut self,
         graph: &mut Graph,
-        outcome: std::result::Result<HttpResponse, crate::host::TransportError>,
+        outcome: Result<HttpResponse>,
     ) -> Option<(ReportFn, Result<Report>)> {
         let (report, _) = self.links.pop_front()?;
         let result = match outcome {

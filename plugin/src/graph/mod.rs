@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::error::{ConnectorError, Result};
-use crate::host::{Host, HttpRequest, HttpResponse, Level, Method, TransportError};
+use crate::host::{Host, HttpRequest, HttpResponse, InFlight, Level, Method, TransportError};
 
 pub use batch::{BatchCall, BatchReply};
 pub use errors::{Need, graph_error};
@@ -168,79 +168,89 @@ impl<'a> Graph<'a> {
     /// token) is retried on its own through [`Graph::get`], so each result is what `get` would
     /// have returned.
     pub fn get_all(&mut self, requests: &[(String, Need)]) -> Vec<Result<HttpResponse>> {
-        self.send_round(requests, &[]).0
+        let tagged = requests
+            .iter()
+            .map(|(url, need)| ((), url.clone(), *need))
+            .collect();
+        self.start_round(tagged, Vec::new())
+            .finish(self)
+            .into_iter()
+            .map(|(_, result)| result)
+            .collect()
     }
 
-    /// One `send-all` round: authenticated Graph GETs (as [`Graph::get_all`]) together with
-    /// pre-authenticated downloads, which carry no Authorization header and come back as sent
-    /// (the caller decides what a refused link means).
-    pub fn send_round(
+    /// Starts one round of independent reads through the host's `start-all` and returns at
+    /// once, so the caller can process the previous round while this one travels. Graph GETs
+    /// are authenticated; downloads are pre-authenticated links and carry no Authorization
+    /// header. Each request is tagged with `K`, which comes back with its result.
+    pub fn start_round<K>(
         &mut self,
-        requests: &[(String, Need)],
-        downloads: &[String],
-    ) -> (
-        Vec<Result<HttpResponse>>,
-        Vec<std::result::Result<HttpResponse, TransportError>>,
-    ) {
+        requests: Vec<(K, String, Need)>,
+        downloads: Vec<(K, String)>,
+    ) -> Round<K> {
         let token = if requests.is_empty() {
-            None
+            Ok(String::new())
         } else {
-            match self.tokens.token(self.host, self.config) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    let failed = requests.iter().map(|_| Err(e.clone())).collect();
-                    let fetched = self.host.send_all(download_requests(downloads));
-                    return (failed, fetched);
-                }
-            }
+            self.tokens.token(self.host, self.config)
         };
-        let mut batch: Vec<HttpRequest> = requests
-            .iter()
-            .map(|(url, _)| {
+        let mut batch = Vec::with_capacity(requests.len() + downloads.len());
+        if let Ok(token) = &token {
+            for (_, url, _) in &requests {
                 let mut r = HttpRequest::get(url.as_str())
-                    .header(
-                        "authorization",
-                        format!("Bearer {}", token.as_deref().unwrap_or_default()),
-                    )
+                    .header("authorization", format!("Bearer {token}"))
                     .header("accept", "application/json");
                 r.timeout_ms = Some(60_000);
-                r
-            })
-            .collect();
-        batch.extend(download_requests(downloads));
-        self.requests += requests.len() as u64;
-        let mut outcomes = self.host.send_all(batch);
-        let fetched = outcomes.split_off(requests.len().min(outcomes.len()));
-        let results = outcomes
-            .into_iter()
-            .zip(requests)
-            .map(|(outcome, (url, need))| match outcome {
-                Ok(r) if r.status < 400 => Ok(r),
-                Ok(r) if matches!(r.status, 401 | 429 | 500 | 502 | 503 | 504) => {
-                    // Retried on its own; a throttled request first waits what it was told.
-                    self.retries += 1;
-                    if let Some(wait_ms) = retry::retry_after_ms(&r) {
-                        self.host.sleep_ms(wait_ms.min(600_000));
-                    }
-                    if r.status == 401 && errors::is_expired_token(&r) {
-                        self.tokens.invalidate();
-                    }
-                    self.get(url, need, &[])
+                batch.push(r);
+            }
+            self.requests += requests.len() as u64;
+        }
+        batch.extend(
+            downloads
+                .iter()
+                .map(|(_, url)| HttpRequest::get(url.as_str()).header("accept", "text/csv")),
+        );
+        let in_flight = (!batch.is_empty()).then(|| self.host.start_all(batch));
+        Round {
+            requests,
+            downloads,
+            token: token.map(drop),
+            in_flight,
+        }
+    }
+
+    /// What [`Graph::get`] would have returned for `url`, given the first attempt's outcome.
+    fn settle(
+        &mut self,
+        outcome: std::result::Result<HttpResponse, TransportError>,
+        url: &str,
+        need: &Need,
+    ) -> Result<HttpResponse> {
+        match outcome {
+            Ok(r) if r.status < 400 => Ok(r),
+            Ok(r) if matches!(r.status, 401 | 429 | 500 | 502 | 503 | 504) => {
+                // Retried on its own; a throttled request first waits what it was told.
+                self.retries += 1;
+                if let Some(wait_ms) = retry::retry_after_ms(&r) {
+                    self.host.sleep_ms(wait_ms.min(600_000));
                 }
-                Ok(r) => Err(errors::map_error(&r, need, None)),
-                Err(e @ (TransportError::Denied(_) | TransportError::TooLarge(_))) => Err(
-                    ConnectorError::upstream(need.endpoint, None, None, e.to_string()),
-                ),
-                Err(_) => {
-                    self.retries += 1;
-                    self.get(url, need, &[])
+                if r.status == 401 && errors::is_expired_token(&r) {
+                    self.tokens.invalidate();
                 }
-            })
-            .collect();
-        (results, fetched)
+                self.get(url, need, &[])
+            }
+            Ok(r) => Err(errors::map_error(&r, need, None)),
+            Err(e @ (TransportError::Denied(_) | TransportError::TooLarge(_))) => Err(
+                ConnectorError::upstream(need.endpoint, None, None, e.to_string()),
+            ),
+            Err(_) => {
+                self.retries += 1;
+                self.get(url, need, &[])
+            }
+        }
     }
 
     /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
+
     pub fn get(
         &mut self,
         url: &str,
@@ -333,12 +343,64 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// Pre-authenticated links: no Authorization header travels to the download host.
-fn download_requests(urls: &[String]) -> Vec<HttpRequest> {
-    urls.iter()
-        .map(|url| HttpRequest::get(url.as_str()).header("accept", "text/csv"))
-        .collect()
+/// A round of reads in flight, from [`Graph::start_round`].
+pub struct Round<K> {
+    requests: Vec<(K, String, Need)>,
+    downloads: Vec<(K, String)>,
+    /// Whether a token could be had for the Graph requests.
+    token: Result<()>,
+    in_flight: Option<InFlight>,
 }
+
+impl<K> Round<K> {
+    /// Waits for the round and returns each result with its tag: Graph GETs as [`Graph::get`]
+    /// would return them (a throttled, transient or expired-token answer is retried on its own,
+    /// after the wait it asked for), then downloads as they came back (any status).
+    pub fn finish(self, graph: &mut Graph) -> Vec<(K, Result<HttpResponse>)> {
+        let mut outcomes = self.in_flight.map(InFlight::wait).unwrap_or_default();
+        let sent = if self.token.is_ok() {
+            self.requests.len()
+        } else {
+            0
+        };
+        let fetched = outcomes.split_off(sent.min(outcomes.len()));
+        let mut results = Vec::with_capacity(self.requests.len() + self.downloads.len());
+        let mut outcomes = outcomes.into_iter();
+        for (key, url, need) in self.requests {
+            let result = match &self.token {
+                Err(e) => Err(e.clone()),
+                Ok(()) => match outcomes.next() {
+                    Some(outcome) => graph.settle(outcome, &url, &need),
+                    None => graph.get(&url, &need, &[]),
+                },
+            };
+            results.push((key, result));
+        }
+        let mut fetched = fetched.into_iter();
+        for (key, url) in self.downloads {
+            let result = match fetched.next() {
+                Some(Ok(response)) => Ok(response),
+                Some(Err(e)) => Err(ConnectorError::upstream(
+                    DOWNLOAD,
+                    None,
+                    None,
+                    format!("{e} ({})", url.split('?').next().unwrap_or_default()),
+                )),
+                None => Err(ConnectorError::upstream(
+                    DOWNLOAD,
+                    None,
+                    None,
+                    "the host returned no response",
+                )),
+            };
+            results.push((key, result));
+        }
+        results
+    }
+}
+
+/// The endpoint named by a failed pre-authenticated download.
+const DOWNLOAD: &str = "GET report download";
 
 /// One page of a collection, its items read straight into `T` (no JSON tree in between).
 #[derive(serde::Deserialize)]

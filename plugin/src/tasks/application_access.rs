@@ -18,8 +18,8 @@ use crate::graph::{Graph, Need};
 use crate::host::{HttpResponse, Level};
 use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
 use crate::tasks::sources::{
-    CONCEALED_FIX, Chain, REPORT_SETTINGS, SKU_SOURCE, SkuNames, SkuRow, Source, add_skus,
-    concealed_from, degrade, lenient, sku_chain,
+    CONCEALED_FIX, Chain, Page, REPORT_SETTINGS, Reads, Round, SKU_SOURCE, SkuNames, Source,
+    add_skus, concealed_from, degrade, drive, lenient, sku_chain,
 };
 use crate::tasks::{Emitter, TaskSummary, application_roster::USERS};
 
@@ -497,6 +497,236 @@ fn sign_in_read(graph: &Graph, now_ms: u64) -> SignInRead {
     }
 }
 
+/// Which read a request of a round belongs to.
+enum Key {
+    Skus,
+    Settings,
+    ReportRequest,
+    ReportDownload,
+    SignIns,
+    Users,
+}
+
+/// Content that arrived and waits to be processed while the next round travels.
+enum Work {
+    Skus(Page),
+    Report(ReportFn, Result<reports::Report>),
+    SignIns(Page),
+    Users(Page),
+}
+
+/// The access task's reads: SKUs, report settings, reports, the paced sign-in log and the
+/// users, which wait compactly until the rest is known.
+struct Access<'a> {
+    catalog: &'a crate::catalog::Catalog,
+    domains: &'a DomainFilter,
+    options: &'a Options,
+    now_ms: u64,
+    period_start: String,
+    sources: BTreeMap<&'static str, Source>,
+    skus: SkuNames,
+    sku_chain: Chain,
+    settings_asked: bool,
+    reports: Option<ReportRounds>,
+    report_answers: Vec<Result<HttpResponse>>,
+    activity: ReportActivity,
+    history: SignInHistory,
+    sign_ins: SignInRead,
+    users: Chain,
+    sku_ids: SkuIds,
+    members: Vec<Member>,
+    total: u64,
+    excluded: u64,
+    emitter: Emitter<'a>,
+    differentiation: BTreeMap<u32, SkuActivity>,
+    sku_warnings: Vec<String>,
+    report_warnings: Vec<String>,
+    sign_in_warnings: Vec<String>,
+    any_concealed: bool,
+}
+
+impl Access<'_> {
+    fn lookups_complete(&self) -> bool {
+        self.sku_chain.done()
+            && self.reports.as_ref().is_some_and(ReportRounds::done)
+            && self.sign_ins.source.is_some()
+    }
+}
+
+impl Reads for Access<'_> {
+    type Key = Key;
+    type Work = Work;
+
+    fn plan(&mut self, graph: &mut Graph) -> Round<Key> {
+        let mut round = Round::default();
+        if let Some(request) = self.sku_chain.pending() {
+            round.get(Key::Skus, request);
+        }
+        if !self.settings_asked {
+            round.get(
+                Key::Settings,
+                (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS),
+            );
+        }
+        if let Some(reports) = &self.reports {
+            for request in reports.requests(graph) {
+                round.get(Key::ReportRequest, request);
+            }
+            if let Some(link) = reports.next_download() {
+                round.downloads.push((Key::ReportDownload, link));
+            }
+        }
+        if self.sign_ins.source.is_none()
+            && let Some(request) = self.sign_ins.chain.pending()
+        {
+            self.sign_ins.pace(graph);
+            round.get(Key::SignIns, request);
+        }
+        if self.lookups_complete() || self.members.len() < PENDING_CAP {
+            if let Some(request) = self.users.pending() {
+                round.get(Key::Users, request);
+            }
+        }
+        round
+    }
+
+    fn accept(
+        &mut self,
+        graph: &mut Graph,
+        answers: Vec<(Key, Result<HttpResponse>)>,
+    ) -> Result<Vec<Work>> {
+        let mut work = Vec::new();
+        for (key, answer) in answers {
+            match key {
+                Key::Skus => match self.sku_chain.advance(graph, answer) {
+                    Ok(page) => work.push(Work::Skus(page)),
+                    Err(e) => {
+                        let source = degrade(e, SKU_SOURCE, &mut self.sku_warnings)?;
+                        self.sources.insert("subscribedSkus", source);
+                    }
+                },
+                Key::Settings => {
+                    self.settings_asked = true;
+                    let reports: &[ReportFn] = if concealed_from(answer) == Some(true) {
+                        self.sources.insert(ACTIVE_USERS.name, Source::concealed());
+                        self.sources
+                            .insert(EMAIL_ACTIVITY.name, Source::concealed());
+                        self.any_concealed = true;
+                        &[]
+                    } else {
+                        &[ACTIVE_USERS, EMAIL_ACTIVITY]
+                    };
+                    self.reports = Some(ReportRounds::new(reports, self.options.period));
+                }
+                Key::ReportRequest => self.report_answers.push(answer),
+                Key::ReportDownload => {
+                    if let Some(rounds) = self.reports.as_mut()
+                        && let Some((report, csv)) = rounds.accept_download(graph, answer)
+                    {
+                        work.push(Work::Report(report, csv));
+                    }
+                }
+                Key::SignIns => match self.sign_ins.chain.advance(graph, answer) {
+                    Ok(page) => work.push(Work::SignIns(page)),
+                    // Refused up front (licence, permission): those four apps are unavailable.
+                    Err(e) if self.sign_ins.chain.pages == 0 => {
+                        self.sign_ins.source =
+                            Some(degrade(e, "sign-in logs", &mut self.sign_in_warnings)?);
+                    }
+                    Err(e) => return Err(e),
+                },
+                Key::Users => work.push(Work::Users(self.users.advance(graph, answer)?)),
+            }
+        }
+        if !self.report_answers.is_empty()
+            && let Some(rounds) = self.reports.as_mut()
+        {
+            let answers = std::mem::take(&mut self.report_answers);
+            for (report, csv) in rounds.accept_requests(answers) {
+                work.push(Work::Report(report, csv));
+            }
+        }
+        Ok(work)
+    }
+
+    fn process(&mut self, graph: &mut Graph, work: Vec<Work>, _idle: bool) -> Result<()> {
+        for item in work {
+            match item {
+                Work::Skus(page) => add_skus(&mut self.skus, self.catalog, page.items()?),
+                Work::Report(report, csv) => {
+                    let mut found = HashMap::new();
+                    let read = csv.and_then(|csv| read_activity(graph, csv, &report, &mut found));
+                    let source = match read {
+                        Ok(s) => s,
+                        Err(e) => degrade(e, report.name, &mut self.report_warnings)?,
+                    };
+                    self.any_concealed |= source.status == "concealed";
+                    if source.status == "ok" {
+                        for (upn, mut apps) in found {
+                            self.activity.entry(upn).or_default().append(&mut apps);
+                        }
+                    }
+                    self.sources.insert(report.name, source);
+                }
+                Work::SignIns(page) => {
+                    self.sign_ins.add(page.items()?, &self.options.rules);
+                    if self.sign_ins.chain.done() {
+                        let source = self.sign_ins.finish(
+                            graph,
+                            &mut self.history,
+                            self.now_ms,
+                            &mut self.sign_in_warnings,
+                        );
+                        self.sign_ins.source = Some(source);
+                    }
+                }
+                Work::Users(page) => {
+                    for user in page.items::<UserRow>()? {
+                        self.total += 1;
+                        let upn = user.user_principal_name.unwrap_or_default();
+                        if !self.domains.includes(Some(&upn), user.mail.as_deref()) {
+                            self.excluded += 1;
+                            continue;
+                        }
+                        let skus = user
+                            .assigned_licenses
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|l| l.sku_id)
+                            .map(|id| self.sku_ids.intern(&id))
+                            .collect();
+                        self.members.push(Member {
+                            id: user.id.unwrap_or_default().into(),
+                            upn: upn.into(),
+                            skus,
+                        });
+                    }
+                }
+            }
+        }
+        if self.lookups_complete() && !self.members.is_empty() {
+            let sign_ins_ok = self
+                .sign_ins
+                .source
+                .as_ref()
+                .is_some_and(|s| s.status == "ok");
+            for member in std::mem::take(&mut self.members) {
+                emit_member(
+                    &member,
+                    &self.activity,
+                    &self.history,
+                    &self.sources,
+                    sign_ins_ok,
+                    &self.period_start,
+                    &mut self.emitter,
+                    &mut self.differentiation,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn run(
     graph: &mut Graph,
     catalog: &crate::catalog::Catalog,
@@ -504,183 +734,60 @@ pub fn run(
     page_size: u32,
     options: &Options,
 ) -> Result<TaskSummary> {
-    let (mut sku_warnings, mut report_warnings, mut sign_in_warnings, mut warnings) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let now_ms = graph.host().now_ms();
     let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
     sources.insert("subscribedSkus", Source::ok());
-    let now_ms = graph.host().now_ms();
-    let mut history = load_history(graph);
-
-    // Every read advances one request per `send-all` round: SKUs, report settings, reports
-    // (requests, then one download per round), the paced sign-in log, and the users, which
-    // wait compactly until the rest is known.
-    let mut skus: SkuNames = HashMap::new();
-    let mut sku_chain = sku_chain(graph);
-    let mut settings_asked = false;
-    let mut reports: Option<ReportRounds> = None;
-    let mut activity: ReportActivity = HashMap::new();
-    let mut any_concealed = false;
-    let mut sign_ins = sign_in_read(graph, now_ms);
-    let mut users = Chain::new(
-        graph.url(&format!(
-            "/v1.0/users?$select=id,userPrincipalName,mail,assignedLicenses&$top={page_size}"
-        )),
-        USERS,
-    );
-    let mut sku_ids = SkuIds::default();
-    let mut members: Vec<Member> = Vec::new();
-    let (mut total, mut excluded) = (0u64, 0u64);
-
     let period_start = iso(now_ms.saturating_sub(options.period.days() * 86_400_000));
-    let period_start = &period_start[..10];
-    let mut emitter = Emitter::new(graph.host(), ENTITY);
-    let mut differentiation: BTreeMap<u32, (u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
-    loop {
-        let ready = sku_chain.done()
-            && reports.as_ref().is_some_and(ReportRounds::done)
-            && sign_ins.source.is_some();
-        if ready {
-            let sign_ins_ok = sign_ins.source.as_ref().is_some_and(|s| s.status == "ok");
-            for member in members.drain(..) {
-                emit_member(
-                    &member,
-                    &activity,
-                    &history,
-                    &sources,
-                    sign_ins_ok,
-                    period_start,
-                    &mut emitter,
-                    &mut differentiation,
-                )?;
-            }
-        }
-        let mut requests = Vec::new();
-        let mut push = |request: (String, Need)| {
-            requests.push(request);
-            requests.len() - 1
-        };
-        let skus_at = sku_chain.pending().map(&mut push);
-        let settings_at = (!settings_asked)
-            .then(|| (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS))
-            .map(&mut push);
-        let report_at: Vec<usize> = reports
-            .as_ref()
-            .map(|r| r.requests(graph))
-            .unwrap_or_default()
-            .into_iter()
-            .map(&mut push)
-            .collect();
-        let sign_in_at = match sign_ins.chain.pending() {
-            Some(request) if sign_ins.source.is_none() => {
-                sign_ins.pace(graph);
-                Some(push(request))
-            }
-            _ => None,
-        };
-        let users_at = if ready || members.len() < PENDING_CAP {
-            users.pending().map(&mut push)
-        } else {
-            None
-        };
-        let download: Vec<String> = reports
-            .as_ref()
-            .and_then(ReportRounds::next_download)
-            .into_iter()
-            .collect();
-        if requests.is_empty() && download.is_empty() {
-            break;
-        }
-        let (results, mut fetched) = graph.send_round(&requests, &download);
-        let mut results: Vec<Option<Result<HttpResponse>>> =
-            results.into_iter().map(Some).collect();
-        let mut take = |at: usize| results[at].take().expect("one result per request");
-
-        if let Some(at) = skus_at {
-            match sku_chain.accept::<SkuRow>(graph, take(at)) {
-                Ok(page) => add_skus(&mut skus, catalog, page),
-                Err(e) => {
-                    sources.insert("subscribedSkus", degrade(e, SKU_SOURCE, &mut sku_warnings)?);
-                }
-            }
-        }
-        if let Some(at) = settings_at {
-            settings_asked = true;
-            if concealed_from(take(at)) == Some(true) {
-                sources.insert(ACTIVE_USERS.name, Source::concealed());
-                sources.insert(EMAIL_ACTIVITY.name, Source::concealed());
-                any_concealed = true;
-                reports = Some(ReportRounds::new(&[], options.period));
-            } else {
-                reports = Some(ReportRounds::new(
-                    &[ACTIVE_USERS, EMAIL_ACTIVITY],
-                    options.period,
-                ));
-            }
-        }
-        let mut arrived = Vec::new();
-        if !report_at.is_empty() {
-            let answers = report_at.iter().map(|&at| take(at)).collect();
-            if let Some(rounds) = reports.as_mut() {
-                arrived.extend(rounds.accept_requests(answers));
-            }
-        }
-        if let (Some(outcome), Some(rounds)) = (fetched.pop(), reports.as_mut()) {
-            arrived.extend(rounds.accept_download(graph, outcome));
-        }
-        for (report, csv) in arrived {
-            let mut found = HashMap::new();
-            let source = match csv.and_then(|csv| read_activity(graph, csv, &report, &mut found)) {
-                Ok(s) => s,
-                Err(e) => degrade(e, report.name, &mut report_warnings)?,
-            };
-            any_concealed |= source.status == "concealed";
-            if source.status == "ok" {
-                for (upn, mut apps) in found {
-                    activity.entry(upn).or_default().append(&mut apps);
-                }
-            }
-            sources.insert(report.name, source);
-        }
-        if let Some(at) = sign_in_at {
-            match sign_ins.chain.accept::<SignInEvent>(graph, take(at)) {
-                Ok(page) => {
-                    sign_ins.add(page, &options.rules);
-                    if sign_ins.chain.done() {
-                        let source =
-                            sign_ins.finish(graph, &mut history, now_ms, &mut sign_in_warnings);
-                        sign_ins.source = Some(source);
-                    }
-                }
-                // Refused up front (licence, permission): those four apps are unavailable.
-                Err(e) if sign_ins.chain.pages == 0 => {
-                    sign_ins.source = Some(degrade(e, "sign-in logs", &mut sign_in_warnings)?);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(at) = users_at {
-            for user in users.accept::<UserRow>(graph, take(at))? {
-                total += 1;
-                let upn = user.user_principal_name.unwrap_or_default();
-                if !domains.includes(Some(&upn), user.mail.as_deref()) {
-                    excluded += 1;
-                    continue;
-                }
-                let skus = user
-                    .assigned_licenses
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.sku_id)
-                    .map(|id| sku_ids.intern(&id))
-                    .collect();
-                members.push(Member {
-                    id: user.id.unwrap_or_default().into(),
-                    upn: upn.into(),
-                    skus,
-                });
-            }
-        }
-    }
+    let mut access = Access {
+        catalog,
+        domains,
+        options,
+        now_ms,
+        period_start: period_start[..10].to_string(),
+        sources,
+        skus: HashMap::new(),
+        sku_chain: sku_chain(graph),
+        settings_asked: false,
+        reports: None,
+        report_answers: Vec::new(),
+        activity: HashMap::new(),
+        history: load_history(graph),
+        sign_ins: sign_in_read(graph, now_ms),
+        users: Chain::new(
+            graph.url(&format!(
+                "/v1.0/users?$select=id,userPrincipalName,mail,assignedLicenses&$top={page_size}"
+            )),
+            USERS,
+        ),
+        sku_ids: SkuIds::default(),
+        members: Vec::new(),
+        total: 0,
+        excluded: 0,
+        emitter: Emitter::new(graph.host(), ENTITY),
+        differentiation: BTreeMap::new(),
+        sku_warnings: Vec::new(),
+        report_warnings: Vec::new(),
+        sign_in_warnings: Vec::new(),
+        any_concealed: false,
+    };
+    drive(graph, &mut access)?;
+    let Access {
+        mut sources,
+        skus,
+        history,
+        mut sign_ins,
+        sku_ids,
+        total,
+        excluded,
+        emitter,
+        differentiation,
+        mut sku_warnings,
+        mut report_warnings,
+        mut sign_in_warnings,
+        any_concealed,
+        ..
+    } = access;
+    let mut warnings = Vec::new();
     let emitted = emitter.finish()?;
     let sign_ins_ok = sign_ins.source.as_ref().is_some_and(|s| s.status == "ok");
     sources.insert("signIns", sign_ins.source.take().unwrap_or_default());

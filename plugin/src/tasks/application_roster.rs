@@ -7,21 +7,23 @@
 //! concealed names) its fields are null, the record's provenance says why, and the summary
 //! carries a warning with the fix.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
 use crate::config::{DomainFilter, Exclusion};
-use crate::error::Result;
+use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
 use crate::host::{HttpResponse, Level};
 use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
+use crate::tasks::compact::{Keys, ObjectId, Text, Texts};
 pub use crate::tasks::sources::{CONCEALED_FIX, REPORT_SETTINGS, concealed_setting};
 use crate::tasks::sources::{
-    Chain, SKU_SOURCE, SkuRow, Source, add_skus, concealed_from, days_between, degrade, lenient,
-    sku_chain,
+    Chain, Page, Reads, Round, SKU_SOURCE, Source, add_skus, concealed_from, days_between, degrade,
+    drive, lenient, sku_chain,
 };
 use crate::tasks::{Emitter, TaskSummary};
 
@@ -87,10 +89,10 @@ pub fn options_schema() -> Value {
     }})
 }
 
-#[derive(Default)]
+/// Per-user report rows, compact: texts are [`Text`] handles into [`Lookups::texts`].
 struct Activation {
-    product_type: String,
-    last_activated: Option<String>,
+    product_type: Text,
+    last_activated: Option<Text>,
     windows: u64,
     mac: u64,
     windows10_mobile: u64,
@@ -99,45 +101,64 @@ struct Activation {
     shared_computer: Option<bool>,
 }
 
-#[derive(Default)]
 struct AppUsage {
-    last_activation: Option<String>,
-    last_activity: Option<String>,
+    last_activation: Option<Text>,
+    last_activity: Option<Text>,
     windows: Option<bool>,
     mac: Option<bool>,
     mobile: Option<bool>,
     web: Option<bool>,
 }
 
-#[derive(Default)]
 struct Storage {
     used_bytes: Option<u64>,
-    last_activity: Option<String>,
+    last_activity: Option<Text>,
 }
 
 struct Registration {
     is_admin: Option<bool>,
     mfa_registered: Option<bool>,
     mfa_capable: Option<bool>,
-    methods: Vec<String>,
+    /// Index into [`Lookups::method_sets`]: users share a handful of combinations.
+    methods: u32,
 }
 
-/// Everything read before the users, keyed by lower-case UPN (reports) or user id.
+/// Everything read before the users. Report rows are keyed by the index of their lower-case
+/// UPN in `keys`, registration details by user id; repeated texts are stored once in `texts`,
+/// so a 100k-user tenant's lookups take a few tens of MiB.
 #[derive(Default)]
 struct Lookups {
     skus: HashMap<String, (String, String)>,
-    activations: HashMap<String, Vec<Activation>>,
-    app_usage: HashMap<String, AppUsage>,
-    onedrive: HashMap<String, Storage>,
-    mailbox: HashMap<String, Storage>,
-    registration: HashMap<String, Registration>,
+    keys: Keys,
+    texts: Texts,
+    activations: HashMap<u32, Vec<Activation>>,
+    app_usage: HashMap<u32, AppUsage>,
+    onedrive: HashMap<u32, Storage>,
+    mailbox: HashMap<u32, Storage>,
+    registration: HashMap<ObjectId, Registration>,
+    method_sets: Vec<Vec<String>>,
+    method_index: HashMap<Vec<String>, u32>,
     sources: BTreeMap<&'static str, Source>,
     sign_in: Source,
 }
 
-/// Users read while the lookups are still arriving wait here; past this many, the listing
-/// pauses until the lookups are complete, so memory stays bounded on very large tenants.
+/// Users read while the lookups are still arriving wait here (as their JSON text, which is
+/// a third of the parsed row's size); past this many, the listing pauses until the lookups are
+/// complete, so memory stays bounded on very large tenants.
 const PENDING_CAP: usize = 50_000;
+/// Waiting users emitted per round once the lookups are complete: enough to catch up with the
+/// listing (one page per round), little enough to fit in the time the next round travels.
+const DRAIN_PER_ROUND: usize = 1_000;
+
+/// What the domain filter needs of a user that has to wait.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    #[serde(default, deserialize_with = "lenient::string")]
+    user_principal_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    mail: Option<String>,
+}
 
 /// One user as listed by `/users`, read straight from the page (no JSON tree).
 #[derive(Deserialize)]
@@ -221,26 +242,250 @@ struct RegistrationRow {
 
 const ALL_REPORTS: [ReportFn; 4] = [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX];
 
-/// The reads besides the users listing, advanced one request each per `send-all` round.
-struct LookupReads {
+/// Which read a request of a round belongs to.
+enum Key {
+    Skus,
+    Settings,
+    ReportRequest,
+    ReportDownload,
+    Registration,
+    Users,
+}
+
+/// Content that arrived and waits to be processed while the next round travels.
+enum Work {
+    Skus(Page),
+    Report(ReportFn, Result<reports::Report>),
+    Registration(Page),
+    Users(Page),
+}
+
+/// The roster's reads: SKUs, report settings, reports, registration details and the users
+/// listing, each advanced one request per round. Users wait (compactly, up to a cap) until
+/// every lookup is complete, then are joined and emitted.
+struct Roster<'a> {
+    catalog: &'a Catalog,
+    domains: &'a DomainFilter,
+    options: &'a Options,
+    page_size: u32,
+    lookups: Lookups,
     skus: Chain,
     settings_asked: bool,
-    /// `None` until the report settings were answered (or skipped).
+    /// `None` until the report settings were answered.
     reports: Option<ReportRounds>,
+    /// Report answers of one round, gathered while accepting it.
+    report_answers: Vec<Result<HttpResponse>>,
     registration: Chain,
+    users: Chain,
+    /// How signInActivity fared; `None` until the first users page answered.
+    sign_in: Option<Source>,
+    pending: VecDeque<Box<str>>,
+    emitter: Emitter<'a>,
+    now_ms: u64,
+    total: u64,
+    not_listed: u64,
+    no_mail: u64,
     /// Warnings per source, joined in a fixed order at the end.
     sku_warnings: Vec<String>,
     report_warnings: Vec<String>,
     registration_warnings: Vec<String>,
+    sign_in_warnings: Vec<String>,
     any_concealed: bool,
 }
 
-impl LookupReads {
-    fn complete(&self) -> bool {
+impl Roster<'_> {
+    /// Every lookup was read and processed: users can be joined and emitted.
+    fn lookups_complete(&self) -> bool {
         self.skus.done()
             && self.registration.done()
             && self.reports.as_ref().is_some_and(ReportRounds::done)
     }
+}
+
+impl Reads for Roster<'_> {
+    type Key = Key;
+    type Work = Work;
+
+    fn plan(&mut self, graph: &mut Graph) -> Round<Key> {
+        let mut round = Round::default();
+        if let Some(request) = self.skus.pending() {
+            round.get(Key::Skus, request);
+        }
+        if !self.settings_asked {
+            round.get(
+                Key::Settings,
+                (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS),
+            );
+        }
+        if let Some(reports) = &self.reports {
+            for request in reports.requests(graph) {
+                round.get(Key::ReportRequest, request);
+            }
+            if let Some(link) = reports.next_download() {
+                round.downloads.push((Key::ReportDownload, link));
+            }
+        }
+        if let Some(request) = self.registration.pending() {
+            round.get(Key::Registration, request);
+        }
+        if self.lookups_complete() || self.pending.len() < PENDING_CAP {
+            if let Some(request) = self.users.pending() {
+                round.get(Key::Users, request);
+            }
+        }
+        round
+    }
+
+    fn accept(
+        &mut self,
+        graph: &mut Graph,
+        answers: Vec<(Key, Result<HttpResponse>)>,
+    ) -> Result<Vec<Work>> {
+        let mut work = Vec::new();
+        for (key, answer) in answers {
+            match key {
+                Key::Skus => match self.skus.advance(graph, answer) {
+                    Ok(page) => work.push(Work::Skus(page)),
+                    Err(e) => {
+                        let source = degrade(e, SKU_SOURCE, &mut self.sku_warnings)?;
+                        self.lookups.sources.insert("subscribedSkus", source);
+                    }
+                },
+                Key::Settings => {
+                    self.settings_asked = true;
+                    let reports: &[ReportFn] = if concealed_from(answer) == Some(true) {
+                        for report in ALL_REPORTS {
+                            self.lookups
+                                .sources
+                                .insert(report.name, Source::concealed());
+                        }
+                        self.any_concealed = true;
+                        &[]
+                    } else {
+                        &ALL_REPORTS
+                    };
+                    self.reports = Some(ReportRounds::new(reports, self.options.period));
+                }
+                Key::ReportRequest => self.report_answers.push(answer),
+                Key::ReportDownload => {
+                    if let Some(rounds) = self.reports.as_mut()
+                        && let Some((report, csv)) = rounds.accept_download(graph, answer)
+                    {
+                        work.push(Work::Report(report, csv));
+                    }
+                }
+                Key::Registration => match self.registration.advance(graph, answer) {
+                    Ok(page) => work.push(Work::Registration(page)),
+                    Err(e) => {
+                        let source = degrade(
+                            e,
+                            "MFA registration details",
+                            &mut self.registration_warnings,
+                        )?;
+                        self.lookups
+                            .sources
+                            .insert("userRegistrationDetails", source);
+                    }
+                },
+                Key::Users => match self.users.advance(graph, answer) {
+                    Ok(page) => {
+                        self.sign_in.get_or_insert_with(Source::ok);
+                        work.push(Work::Users(page));
+                    }
+                    // signInActivity is asked for on the first page; a refusal there degrades
+                    // it and the listing starts over without it, never half-way.
+                    Err(e) if self.sign_in.is_none() => {
+                        self.sign_in =
+                            Some(degrade(e, "sign-in activity", &mut self.sign_in_warnings)?);
+                        let without =
+                            format!("/v1.0/users?$select={USER_FIELDS}&$top={}", self.page_size);
+                        self.users = Chain::new(graph.url(&without), USERS);
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        if !self.report_answers.is_empty()
+            && let Some(rounds) = self.reports.as_mut()
+        {
+            let answers = std::mem::take(&mut self.report_answers);
+            for (report, csv) in rounds.accept_requests(answers) {
+                work.push(Work::Report(report, csv));
+            }
+        }
+        Ok(work)
+    }
+
+    fn process(&mut self, graph: &mut Graph, work: Vec<Work>, idle: bool) -> Result<()> {
+        for item in work {
+            match item {
+                Work::Skus(page) => add_skus(&mut self.lookups.skus, self.catalog, page.items()?),
+                Work::Report(report, csv) => {
+                    let read =
+                        csv.and_then(|csv| read_report(graph, csv, &report, &mut self.lookups));
+                    let source = match read {
+                        Ok(source) => source,
+                        Err(e) => degrade(e, report.name, &mut self.report_warnings)?,
+                    };
+                    self.any_concealed |= source.status == "concealed";
+                    self.lookups.sources.insert(report.name, source);
+                }
+                Work::Registration(page) => add_registrations(&mut self.lookups, page.items()?),
+                Work::Users(page) if self.lookups_complete() && self.pending.is_empty() => {
+                    self.lookups.sign_in = self.sign_in.clone().unwrap_or_default();
+                    for user in page.items::<UserRow>()? {
+                        if self.in_scope(user.user_principal_name.as_deref(), user.mail.as_deref())
+                        {
+                            self.emitter
+                                .push(user_record(&user, &self.lookups, self.now_ms))?;
+                        }
+                    }
+                }
+                Work::Users(page) => {
+                    for raw in page.items::<Box<RawValue>>()? {
+                        let who: Identity = parse_user(raw.get())?;
+                        if self.in_scope(who.user_principal_name.as_deref(), who.mail.as_deref()) {
+                            self.pending.push_back(raw.into());
+                        }
+                    }
+                }
+            }
+        }
+        if self.lookups_complete() && !self.pending.is_empty() {
+            self.lookups.sign_in = self.sign_in.clone().unwrap_or_default();
+            let quota = if idle { usize::MAX } else { DRAIN_PER_ROUND };
+            let count = quota.min(self.pending.len());
+            for raw in self.pending.drain(..count) {
+                let user: UserRow = parse_user(&raw)?;
+                self.emitter
+                    .push(user_record(&user, &self.lookups, self.now_ms))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Roster<'_> {
+    /// Counts a listed user and says whether the domain filter keeps them.
+    fn in_scope(&mut self, upn: Option<&str>, mail: Option<&str>) -> bool {
+        self.total += 1;
+        match self.domains.exclusion(upn, mail) {
+            Some(Exclusion::DomainNotListed) => self.not_listed += 1,
+            Some(Exclusion::NoMail) => self.no_mail += 1,
+            None => return true,
+        }
+        false
+    }
+}
+
+/// Reads one user of a page that was already read as a whole, so it cannot fail in practice.
+fn parse_user<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        ConnectorError::Data(format!(
+            "{}: a listed user cannot be read: {e}",
+            USERS.endpoint
+        ))
+    })
 }
 
 pub fn run(
@@ -251,181 +496,68 @@ pub fn run(
     options: &Options,
 ) -> Result<TaskSummary> {
     let mut lookups = Lookups::default();
-    let mut reads = LookupReads {
-        skus: sku_chain(graph),
-        settings_asked: false,
-        reports: None,
-        registration: Chain::new(
-            graph.url("/v1.0/reports/authenticationMethods/userRegistrationDetails"),
-            REGISTRATION,
-        ),
-        sku_warnings: Vec::new(),
-        report_warnings: Vec::new(),
-        registration_warnings: Vec::new(),
-        any_concealed: false,
-    };
     lookups.sources.insert("subscribedSkus", Source::ok());
     lookups
         .sources
         .insert("userRegistrationDetails", Source::ok());
-    // signInActivity is asked for on the first page; a refusal there degrades it and the
-    // listing starts over without it, so it never has to restart half-way.
     let with_sign_in = format!(
         "/v1.0/users?$select={USER_FIELDS},signInActivity&$top={}",
         page_size.min(SIGN_IN_PAGE_CAP)
     );
-    let mut users = Chain::new(graph.url(&with_sign_in), SIGN_IN_ACTIVITY_AND_USERS);
-    let mut sign_in: Option<Source> = None;
-    let mut sign_in_warnings = Vec::new();
-
-    let now_ms = graph.host().now_ms();
-    let mut emitter = Emitter::new(graph.host(), ENTITY);
-    let (mut total, mut not_listed, mut no_mail) = (0u64, 0u64, 0u64);
-    let mut pending: Vec<UserRow> = Vec::new();
-    loop {
-        let ready = reads.complete();
-        let mut requests = Vec::new();
-        let mut slot = |request: Option<(String, Need)>| {
-            request.map(|r| {
-                requests.push(r);
-                requests.len() - 1
-            })
-        };
-        let skus_at = slot(reads.skus.pending());
-        let settings_at = slot(
-            (!reads.settings_asked)
-                .then(|| (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS)),
-        );
-        let report_requests = reads
-            .reports
-            .as_ref()
-            .map(|r| r.requests(graph))
-            .unwrap_or_default();
-        let reports_at = requests.len();
-        requests.extend(report_requests);
-        let reports_end = requests.len();
-        let registration_at = {
-            let r = reads.registration.pending();
-            r.map(|r| {
-                requests.push(r);
-                requests.len() - 1
-            })
-        };
-        let users_at = if ready || pending.len() < PENDING_CAP {
-            users.pending().map(|r| {
-                requests.push(r);
-                requests.len() - 1
-            })
-        } else {
-            None
-        };
-        let download: Vec<String> = reads
-            .reports
-            .as_ref()
-            .and_then(ReportRounds::next_download)
-            .into_iter()
-            .collect();
-        if requests.is_empty() && download.is_empty() {
-            break;
-        }
-        let (results, mut fetched) = graph.send_round(&requests, &download);
-        let mut results: Vec<Option<Result<HttpResponse>>> =
-            results.into_iter().map(Some).collect();
-        let mut take = |at: usize| results[at].take().expect("one result per request");
-
-        if let Some(at) = skus_at {
-            match reads.skus.accept::<SkuRow>(graph, take(at)) {
-                Ok(page) => add_skus(&mut lookups.skus, catalog, page),
-                Err(e) => {
-                    let source = degrade(e, SKU_SOURCE, &mut reads.sku_warnings)?;
-                    lookups.sources.insert("subscribedSkus", source);
-                }
-            }
-        }
-        if let Some(at) = settings_at {
-            reads.settings_asked = true;
-            if concealed_from(take(at)) == Some(true) {
-                for report in ALL_REPORTS {
-                    lookups.sources.insert(report.name, Source::concealed());
-                }
-                reads.any_concealed = true;
-                reads.reports = Some(ReportRounds::new(&[], options.period));
-            } else {
-                reads.reports = Some(ReportRounds::new(&ALL_REPORTS, options.period));
-            }
-        }
-        let mut arrived = Vec::new();
-        if reports_end > reports_at {
-            let answers = (reports_at..reports_end).map(&mut take).collect();
-            if let Some(rounds) = reads.reports.as_mut() {
-                arrived.extend(rounds.accept_requests(answers));
-            }
-        }
-        if let (Some(outcome), Some(rounds)) = (fetched.pop(), reads.reports.as_mut()) {
-            arrived.extend(rounds.accept_download(graph, outcome));
-        }
-        for (report, csv) in arrived {
-            let source = match csv.and_then(|csv| read_report(graph, csv, &report, &mut lookups)) {
-                Ok(source) => source,
-                Err(e) => degrade(e, report.name, &mut reads.report_warnings)?,
-            };
-            reads.any_concealed |= source.status == "concealed";
-            lookups.sources.insert(report.name, source);
-        }
-        if let Some(at) = registration_at {
-            match reads
-                .registration
-                .accept::<RegistrationRow>(graph, take(at))
-            {
-                Ok(page) => add_registrations(&mut lookups.registration, page),
-                Err(e) => {
-                    let source = degrade(
-                        e,
-                        "MFA registration details",
-                        &mut reads.registration_warnings,
-                    )?;
-                    lookups.sources.insert("userRegistrationDetails", source);
-                }
-            }
-        }
-        if let Some(at) = users_at {
-            let page = match users.accept::<UserRow>(graph, take(at)) {
-                Ok(page) => page,
-                Err(e) if sign_in.is_none() => {
-                    sign_in = Some(degrade(e, "sign-in activity", &mut sign_in_warnings)?);
-                    let without = format!("/v1.0/users?$select={USER_FIELDS}&$top={page_size}");
-                    users = Chain::new(graph.url(&without), USERS);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            sign_in.get_or_insert_with(Source::ok);
-            for user in page {
-                total += 1;
-                match domains.exclusion(user.user_principal_name.as_deref(), user.mail.as_deref()) {
-                    Some(Exclusion::DomainNotListed) => not_listed += 1,
-                    Some(Exclusion::NoMail) => no_mail += 1,
-                    None => pending.push(user),
-                }
-            }
-        }
-        if reads.complete() {
-            lookups.sign_in = sign_in.clone().unwrap_or_default();
-            for user in pending.drain(..) {
-                emitter.push(user_record(&user, &lookups, now_ms))?;
-            }
-        }
-    }
+    let mut roster = Roster {
+        catalog,
+        domains,
+        options,
+        page_size,
+        lookups,
+        skus: sku_chain(graph),
+        settings_asked: false,
+        reports: None,
+        report_answers: Vec::new(),
+        registration: Chain::new(
+            graph.url("/v1.0/reports/authenticationMethods/userRegistrationDetails"),
+            REGISTRATION,
+        ),
+        users: Chain::new(graph.url(&with_sign_in), SIGN_IN_ACTIVITY_AND_USERS),
+        sign_in: None,
+        pending: VecDeque::new(),
+        emitter: Emitter::new(graph.host(), ENTITY),
+        now_ms: graph.host().now_ms(),
+        total: 0,
+        not_listed: 0,
+        no_mail: 0,
+        sku_warnings: Vec::new(),
+        report_warnings: Vec::new(),
+        registration_warnings: Vec::new(),
+        sign_in_warnings: Vec::new(),
+        any_concealed: false,
+    };
+    drive(graph, &mut roster)?;
+    let Roster {
+        mut lookups,
+        emitter,
+        total,
+        not_listed,
+        no_mail,
+        sign_in,
+        sku_warnings,
+        mut report_warnings,
+        registration_warnings,
+        sign_in_warnings,
+        any_concealed,
+        ..
+    } = roster;
     let emitted = emitter.finish()?;
+    lookups.sign_in = sign_in.unwrap_or_default();
 
-    let mut warnings = reads.sku_warnings;
-    if reads.any_concealed {
-        reads.report_warnings.push(format!(
+    let mut warnings = sku_warnings;
+    if any_concealed {
+        report_warnings.push(format!(
             "usage reports are not joined because report names are concealed: {CONCEALED_FIX}"
         ));
     }
-    warnings.extend(reads.report_warnings);
-    warnings.extend(reads.registration_warnings);
+    warnings.extend(report_warnings);
+    warnings.extend(registration_warnings);
     warnings.extend(sign_in_warnings);
 
     let mut summary = TaskSummary::new(NAME);
@@ -492,15 +624,17 @@ fn read_report(
         if row.bool("Is Deleted") == Some(true) {
             return;
         }
-        let key = upn.to_ascii_lowercase();
-        let date = |c: &str| row.get(c).map(str::to_string);
+        let key = lookups.keys.intern(&upn.to_ascii_lowercase());
+        let product_type = lookups.texts.intern(row.get("Product Type").unwrap_or(""));
+        let texts = &mut lookups.texts;
+        let mut date = |c: &str| row.get(c).map(|d| texts.intern(d));
         match name {
             "getOffice365ActivationsUserDetail" => lookups
                 .activations
                 .entry(key)
                 .or_default()
                 .push(Activation {
-                    product_type: row.get("Product Type").unwrap_or("").to_string(),
+                    product_type,
                     last_activated: date("Last Activated Date"),
                     windows: row.u64("Windows").unwrap_or(0),
                     mac: row.u64("Mac").unwrap_or(0),
@@ -566,12 +700,12 @@ fn read_report(
     Ok(source)
 }
 
-fn add_registrations(map: &mut HashMap<String, Registration>, page: Vec<RegistrationRow>) {
+fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) {
     for r in page {
         let Some(id) = r.id else {
             continue;
         };
-        let methods = r
+        let methods: Vec<String> = r
             .methods_registered
             .unwrap_or_default()
             .into_iter()
@@ -580,8 +714,17 @@ fn add_registrations(map: &mut HashMap<String, Registration>, page: Vec<Registra
                 _ => None,
             })
             .collect();
-        map.insert(
-            id.to_ascii_lowercase(),
+        let methods = match lookups.method_index.get(&methods) {
+            Some(&i) => i,
+            None => {
+                let i = lookups.method_sets.len() as u32;
+                lookups.method_sets.push(methods.clone());
+                lookups.method_index.insert(methods, i);
+                i
+            }
+        };
+        lookups.registration.insert(
+            ObjectId::new(&id),
             Registration {
                 is_admin: r.is_admin,
                 mfa_registered: r.is_mfa_registered,
@@ -715,12 +858,14 @@ fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> User
     let user_type = user.user_type.as_deref();
     let enabled = user.account_enabled;
 
-    let registration = lookups.registration.get(&id.to_ascii_lowercase());
+    let registration = lookups.registration.get(&ObjectId::new(id));
     let activity = user.sign_in_activity.as_ref();
-    let app = lookups.app_usage.get(&key);
-    let onedrive = lookups.onedrive.get(&key);
-    let mailbox = lookups.mailbox.get(&key);
-    let activations = lookups.activations.get(&key);
+    let key = lookups.keys.get(&key);
+    let app = key.and_then(|k| lookups.app_usage.get(&k));
+    let onedrive = key.and_then(|k| lookups.onedrive.get(&k));
+    let mailbox = key.and_then(|k| lookups.mailbox.get(&k));
+    let activations = key.and_then(|k| lookups.activations.get(&k));
+    let text = |t: Option<Text>| lookups.texts.opt(t);
     let last_sign_in = activity.and_then(|a| sign_in_time(&a.last_sign_in_date_time));
     let last_non_interactive =
         activity.and_then(|a| sign_in_time(&a.last_non_interactive_sign_in_date_time));
@@ -737,14 +882,11 @@ fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> User
     consider(last_sign_in, "sign-in");
     consider(last_non_interactive, "sign-in");
     consider(
-        app.and_then(|a| a.last_activity.as_deref()),
+        app.and_then(|a| text(a.last_activity)),
         "microsoft-365-apps",
     );
-    consider(mailbox.and_then(|m| m.last_activity.as_deref()), "exchange");
-    consider(
-        onedrive.and_then(|o| o.last_activity.as_deref()),
-        "onedrive",
-    );
+    consider(mailbox.and_then(|m| text(m.last_activity)), "exchange");
+    consider(onedrive.and_then(|o| text(o.last_activity)), "onedrive");
 
     let activations_ok = lookups
         .sources
@@ -758,10 +900,10 @@ fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> User
                 activated_on_shared_computer: a.shared_computer,
                 android: a.android,
                 ios: a.ios,
-                last_activated_date: a.last_activated.as_deref(),
+                last_activated_date: text(a.last_activated),
                 mac: a.mac,
                 mobile: a.windows10_mobile + a.ios + a.android,
-                product_type: &a.product_type,
+                product_type: lookups.texts.get(a.product_type),
                 windows: a.windows,
                 windows_10_mobile: a.windows10_mobile,
             })
@@ -832,7 +974,7 @@ fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> User
         id,
         is_admin: registration.and_then(|r| r.is_admin),
         job_title: user.job_title.as_deref(),
-        last_activation_at: app.and_then(|a| a.last_activation.as_deref()),
+        last_activation_at: app.and_then(|a| text(a.last_activation)),
         last_activity_at: latest.map(|(d, _)| d),
         last_name: user.surname.as_deref(),
         last_non_interactive_sign_in_at: last_non_interactive,
@@ -844,7 +986,8 @@ fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> User
         mail: user.mail.as_deref(),
         mailbox_used_bytes: storage(mailbox),
         mailbox_used_mb: mb(storage(mailbox)),
-        methods_registered: registration.map(|r| r.methods.as_slice()),
+        methods_registered: registration
+            .map(|r| lookups.method_sets[r.methods as usize].as_slice()),
         mfa_capable: registration.and_then(|r| r.mfa_capable),
         mfa_registered: registration.and_then(|r| r.mfa_registered),
         office_activations,

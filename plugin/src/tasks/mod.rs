@@ -3,6 +3,7 @@
 
 pub mod application_access;
 pub mod application_roster;
+mod compact;
 pub mod license_information;
 pub mod sources;
 

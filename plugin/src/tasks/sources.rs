@@ -204,12 +204,21 @@ impl Chain {
         graph: &Graph,
         response: Result<HttpResponse>,
     ) -> Result<Vec<T>> {
+        self.advance(graph, response)?.items()
+    }
+
+    /// Takes the answer to [`Chain::pending`] and moves to the next page, reading only the
+    /// `@odata.nextLink`; the page's items are read later with [`Page::items`], so the next
+    /// request can be on its way meanwhile.
+    pub fn advance(&mut self, graph: &Graph, response: Result<HttpResponse>) -> Result<Page> {
         let url = self.next.take().unwrap_or_default();
         let response = response?;
         self.seen.insert(url);
-        let (items, next) = graph::parse_page::<T>(&response, &self.need, self.pages + 1)?;
+        let (counted, next) =
+            graph::parse_page::<serde::de::IgnoredAny>(&response, &self.need, self.pages + 1)?;
+        let items = counted.len();
         self.pages += 1;
-        self.items += items.len() as u64;
+        self.items += items as u64;
         if let Some(next) = &next
             && self.seen.contains(next)
         {
@@ -224,13 +233,94 @@ impl Chain {
             Level::Debug,
             &format!(
                 "{}: page {} ({} items, {} so far)",
-                self.need.endpoint,
-                self.pages,
-                items.len(),
-                self.items
+                self.need.endpoint, self.pages, items, self.items
             ),
         );
-        Ok(items)
+        Ok(Page {
+            response,
+            need: self.need,
+            number: self.pages,
+        })
+    }
+}
+
+/// A page whose link was followed and whose items are still to be read.
+pub struct Page {
+    response: HttpResponse,
+    need: Need,
+    number: u64,
+}
+
+impl Page {
+    pub fn items<T: serde::de::DeserializeOwned>(self) -> Result<Vec<T>> {
+        Ok(graph::parse_page(&self.response, &self.need, self.number)?.0)
+    }
+}
+
+/// What a task that joins several reads implements to be driven by [`drive`].
+pub trait Reads {
+    /// Tells which read a request belongs to.
+    type Key;
+    /// What arrived and is still to be processed (pages, report bodies).
+    type Work;
+
+    /// The next request of every read that has one: Graph GETs and pre-authenticated
+    /// downloads. Empty when every read is waiting or done.
+    fn plan(&mut self, graph: &mut Graph) -> Round<Self::Key>;
+
+    /// Takes a round's answers and moves each read on (next links, report links) without
+    /// processing their content, which is returned as work.
+    fn accept(
+        &mut self,
+        graph: &mut Graph,
+        answers: Vec<(Self::Key, Result<HttpResponse>)>,
+    ) -> Result<Vec<Self::Work>>;
+
+    /// Processes a round's content (parse, join, emit). `idle` says that nothing is in flight:
+    /// whatever waits must be finished now, or the run would end without it.
+    fn process(&mut self, graph: &mut Graph, work: Vec<Self::Work>, idle: bool) -> Result<()>;
+}
+
+/// Requests planned for one round: Graph GETs and pre-authenticated downloads, tagged.
+pub struct Round<K> {
+    pub requests: Vec<(K, String, Need)>,
+    pub downloads: Vec<(K, String)>,
+}
+
+impl<K> Default for Round<K> {
+    fn default() -> Self {
+        Self {
+            requests: Vec::new(),
+            downloads: Vec::new(),
+        }
+    }
+}
+
+impl<K> Round<K> {
+    pub fn get(&mut self, key: K, (url, need): (String, Need)) {
+        self.requests.push((key, url, need));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.downloads.is_empty()
+    }
+}
+
+/// Runs the reads to completion, one `start-all` round at a time, processing each round's
+/// content while the next round is on the network: the wall time is then the network's
+/// (the longest chain of pages) rather than network plus processing.
+pub fn drive<R: Reads>(graph: &mut Graph, reads: &mut R) -> Result<()> {
+    let mut work = Vec::new();
+    loop {
+        let round = reads.plan(graph);
+        if round.is_empty() && work.is_empty() {
+            return Ok(());
+        }
+        let idle = round.is_empty();
+        let in_flight = graph.start_round(round.requests, round.downloads);
+        reads.process(graph, std::mem::take(&mut work), idle)?;
+        let answers = in_flight.finish(graph);
+        work = reads.accept(graph, answers)?;
     }
 }
 
