@@ -465,11 +465,16 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
         }
     }
 
+    let next_link =
+        next_cursor.map(|c| ctx.next_link(&encode_token(&tenant.tenant_id, c, fp, page + 1)));
+    let Some(select) = select else {
+        return Ok(ctx.page(&ctx.context(SEGMENT), next_link.as_deref(), &items));
+    };
+    let select = Some(select);
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(ctx.context(SEGMENT)));
-    if let Some(c) = next_cursor {
-        let token = encode_token(&tenant.tenant_id, c, fp, page + 1);
-        body.insert("@odata.nextLink".into(), json!(ctx.next_link(&token)));
+    if let Some(link) = next_link {
+        body.insert("@odata.nextLink".into(), json!(link));
     }
     let value: Vec<Value> = items
         .iter()
