@@ -271,6 +271,28 @@ fn roster_equals_ground_truth_for_every_user() {
 }
 
 #[test]
+fn registration_details_in_another_order_join_the_same() {
+    // Graph documents no order for either listing. Users wait for their registration row
+    // (or for the listing to end), so the order must not change a single field.
+    let f = Fixture::new(SimConfig {
+        users: 3000,
+        seed: 11,
+        faults: "registration-reversed".parse().unwrap(),
+        addr: None,
+    });
+    let (outcome, users) = run(&f, &[], "");
+    assert_matches(&f, &users, |_| true, 30);
+    assert_eq!(outcome.summary.records[0].count, 3000);
+    let registration_pages = f
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/userRegistrationDetails"))
+        .count();
+    assert!(registration_pages >= 2, "the join spans several pages");
+}
+
+#[test]
 fn a_domain_list_keeps_listed_upn_domains_with_mail() {
     let f = Fixture::new(SimConfig {
         users: 400,

@@ -69,6 +69,9 @@ pub struct Faults {
     pub sku_page_size: Option<usize>,
     /// The tenant has no Entra ID P1/P2 (used by premium-only endpoints).
     pub non_premium: bool,
+    /// `userRegistrationDetails` lists users in the reverse of `/users`' order (Graph documents
+    /// neither order, so a client must not rely on them matching).
+    pub registration_reversed: bool,
     /// The tenant conceals user names in usage reports (the initial value of
     /// `adminReportSettings.displayConcealedNames`; PATCH changes it at run time).
     pub concealed: bool,
@@ -109,6 +112,7 @@ impl Default for Faults {
             aadsts: None,
             sku_page_size: None,
             non_premium: false,
+            registration_reversed: false,
             concealed: false,
             grant_permissions: Vec::new(),
             report_url_ttl: None,
@@ -376,6 +380,7 @@ impl FromStr for Faults {
                         Some(parse_u64(raw_key, need("an integer")?, 1)? as usize);
                 }
                 "non-premium" => faults.non_premium = flag()?,
+                "registration-reversed" => faults.registration_reversed = flag()?,
                 "signin-retention-days" => {
                     let v = need("days")?;
                     faults.signin_retention_days = match v.parse::<u32>() {
@@ -459,6 +464,9 @@ impl fmt::Display for Faults {
         }
         if self.non_premium {
             parts.push("non-premium".into());
+        }
+        if self.registration_reversed {
+            parts.push("registration-reversed".into());
         }
         if self.concealed {
             parts.push("concealed".into());

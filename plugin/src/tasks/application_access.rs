@@ -650,6 +650,7 @@ impl Reads for Access<'_> {
     }
 
     fn process(&mut self, graph: &mut Graph, work: Vec<Work>, _idle: bool) -> Result<()> {
+        // Members are emitted only after the loop, once every lookup of the round is in.
         for item in work {
             match item {
                 Work::Skus(page) => add_skus(&mut self.skus, self.catalog, page.items()?),

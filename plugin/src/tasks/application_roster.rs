@@ -7,7 +7,7 @@
 //! concealed names) its fields are null, the record's provenance says why, and the summary
 //! carries a warning with the fix.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -150,16 +150,6 @@ const PENDING_CAP: usize = 50_000;
 /// listing (one page per round), little enough to fit in the time the next round travels.
 const DRAIN_PER_ROUND: usize = 1_000;
 
-/// What the domain filter needs of a user that has to wait.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Identity {
-    #[serde(default, deserialize_with = "lenient::string")]
-    user_principal_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    mail: Option<String>,
-}
-
 /// One user as listed by `/users`, read straight from the page (no JSON tree).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -279,7 +269,13 @@ struct Roster<'a> {
     users: Chain,
     /// How signInActivity fared; `None` until the first users page answered.
     sign_in: Option<Source>,
-    pending: VecDeque<Box<str>>,
+    /// Users waiting for their lookups, as JSON text, in listing order.
+    pending: BTreeMap<u64, Box<str>>,
+    /// Waiting users by id, so a registration row that arrives releases its user.
+    pending_ids: HashMap<ObjectId, u64>,
+    listed: u64,
+    /// Whether the users that waited only for the reports were released.
+    swept: bool,
     emitter: Emitter<'a>,
     now_ms: u64,
     total: u64,
@@ -294,11 +290,43 @@ struct Roster<'a> {
 }
 
 impl Roster<'_> {
-    /// Every lookup was read and processed: users can be joined and emitted.
+    /// SKUs and reports were read and processed: a user whose registration row is known (or
+    /// who has none, once the registration details are complete) can be joined and emitted.
+    fn reports_ready(&self) -> bool {
+        self.skus.done() && self.reports.as_ref().is_some_and(ReportRounds::done)
+    }
+
+    /// Every lookup was read and processed.
     fn lookups_complete(&self) -> bool {
-        self.skus.done()
-            && self.registration.done()
-            && self.reports.as_ref().is_some_and(ReportRounds::done)
+        self.reports_ready() && self.registration.done()
+    }
+
+    /// Whether a user can be emitted now.
+    fn joinable(&self, id: Option<&ObjectId>) -> bool {
+        self.reports_ready()
+            && (self.registration.done()
+                || id.is_some_and(|id| self.lookups.registration.contains_key(id)))
+    }
+
+    /// Joins a user with the lookups and emits the record. The registration row is taken:
+    /// each user is listed once.
+    fn emit(&mut self, user: &UserRow, id: Option<&ObjectId>) -> Result<()> {
+        let registration = id.and_then(|id| self.lookups.registration.remove(id));
+        let record = user_record(user, registration.as_ref(), &self.lookups, self.now_ms);
+        self.emitter.push(record)
+    }
+
+    /// Emits a waiting user.
+    fn release(&mut self, seq: u64) -> Result<()> {
+        let Some(raw) = self.pending.remove(&seq) else {
+            return Ok(());
+        };
+        let user: UserRow = parse_user(&raw)?;
+        let id = user.id.as_deref().map(ObjectId::new);
+        if let Some(id) = &id {
+            self.pending_ids.remove(id);
+        }
+        self.emit(&user, id.as_ref())
     }
 }
 
@@ -389,14 +417,18 @@ impl Reads for Roster<'_> {
                 },
                 Key::Users => match self.users.advance(graph, answer) {
                     Ok(page) => {
-                        self.sign_in.get_or_insert_with(Source::ok);
+                        if self.sign_in.is_none() {
+                            self.sign_in = Some(Source::ok());
+                            self.lookups.sign_in = Source::ok();
+                        }
                         work.push(Work::Users(page));
                     }
                     // signInActivity is asked for on the first page; a refusal there degrades
                     // it and the listing starts over without it, never half-way.
                     Err(e) if self.sign_in.is_none() => {
-                        self.sign_in =
-                            Some(degrade(e, "sign-in activity", &mut self.sign_in_warnings)?);
+                        let source = degrade(e, "sign-in activity", &mut self.sign_in_warnings)?;
+                        self.lookups.sign_in = source.clone();
+                        self.sign_in = Some(source);
                         let without =
                             format!("/v1.0/users?$select={USER_FIELDS}&$top={}", self.page_size);
                         self.users = Chain::new(graph.url(&without), USERS);
@@ -416,7 +448,10 @@ impl Reads for Roster<'_> {
         Ok(work)
     }
 
-    fn process(&mut self, graph: &mut Graph, work: Vec<Work>, idle: bool) -> Result<()> {
+    fn process(&mut self, graph: &mut Graph, mut work: Vec<Work>, idle: bool) -> Result<()> {
+        // Lookups first: the readiness checks below count a read as complete once its last
+        // answer arrived, so that answer must be processed before any user is joined.
+        work.sort_by_key(|item| matches!(item, Work::Users(_)));
         for item in work {
             match item {
                 Work::Skus(page) => add_skus(&mut self.lookups.skus, self.catalog, page.items()?),
@@ -430,35 +465,60 @@ impl Reads for Roster<'_> {
                     self.any_concealed |= source.status == "concealed";
                     self.lookups.sources.insert(report.name, source);
                 }
-                Work::Registration(page) => add_registrations(&mut self.lookups, page.items()?),
-                Work::Users(page) if self.lookups_complete() && self.pending.is_empty() => {
-                    self.lookups.sign_in = self.sign_in.clone().unwrap_or_default();
-                    for user in page.items::<UserRow>()? {
-                        if self.in_scope(user.user_principal_name.as_deref(), user.mail.as_deref())
-                        {
-                            self.emitter
-                                .push(user_record(&user, &self.lookups, self.now_ms))?;
+                Work::Registration(page) => {
+                    let ids = add_registrations(&mut self.lookups, page.items()?);
+                    if self.reports_ready() {
+                        for id in ids {
+                            if let Some(&seq) = self.pending_ids.get(&id) {
+                                self.release(seq)?;
+                            }
                         }
                     }
                 }
                 Work::Users(page) => {
                     for raw in page.items::<Box<RawValue>>()? {
-                        let who: Identity = parse_user(raw.get())?;
-                        if self.in_scope(who.user_principal_name.as_deref(), who.mail.as_deref()) {
-                            self.pending.push_back(raw.into());
+                        let user: UserRow = parse_user(raw.get())?;
+                        let (upn, mail) =
+                            (user.user_principal_name.as_deref(), user.mail.as_deref());
+                        if !self.in_scope(upn, mail) {
+                            continue;
+                        }
+                        let id = user.id.as_deref().map(ObjectId::new);
+                        if self.joinable(id.as_ref()) {
+                            self.emit(&user, id.as_ref())?;
+                            continue;
+                        }
+                        // Waits as its JSON text, a third of the parsed row's size.
+                        self.listed += 1;
+                        self.pending.insert(self.listed, raw.into());
+                        if let Some(id) = id {
+                            self.pending_ids.insert(id, self.listed);
                         }
                     }
                 }
             }
         }
-        if self.lookups_complete() && !self.pending.is_empty() {
-            self.lookups.sign_in = self.sign_in.clone().unwrap_or_default();
+        if self.reports_ready() && !self.swept {
+            // Users that waited only for the reports.
+            self.swept = true;
+            let mut ready: Vec<u64> = self
+                .pending_ids
+                .iter()
+                .filter(|(id, _)| self.joinable(Some(id)))
+                .map(|(_, &seq)| seq)
+                .collect();
+            ready.sort_unstable();
+            for seq in ready {
+                self.release(seq)?;
+            }
+        }
+        if self.lookups_complete() {
             let quota = if idle { usize::MAX } else { DRAIN_PER_ROUND };
-            let count = quota.min(self.pending.len());
-            for raw in self.pending.drain(..count) {
-                let user: UserRow = parse_user(&raw)?;
-                self.emitter
-                    .push(user_record(&user, &self.lookups, self.now_ms))?;
+            for _ in 0..quota {
+                let Some((&seq, _)) = self.pending.first_key_value() else {
+                    break;
+                };
+                self.release(seq)?;
             }
         }
         Ok(())
@@ -520,7 +580,10 @@ pub fn run(
         ),
         users: Chain::new(graph.url(&with_sign_in), SIGN_IN_ACTIVITY_AND_USERS),
         sign_in: None,
-        pending: VecDeque::new(),
+        pending: BTreeMap::new(),
+        pending_ids: HashMap::new(),
+        listed: 0,
+        swept: false,
         emitter: Emitter::new(graph.host(), ENTITY),
         now_ms: graph.host().now_ms(),
         total: 0,
@@ -700,7 +763,9 @@ fn read_report(
     Ok(source)
 }
 
-fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) {
+/// Adds a page of registration details; returns the ids it added.
+fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) -> Vec<ObjectId> {
+    let mut added = Vec::with_capacity(page.len());
     for r in page {
         let Some(id) = r.id else {
             continue;
@@ -723,8 +788,9 @@ fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) {
                 i
             }
         };
+        let id = ObjectId::new(&id);
         lookups.registration.insert(
-            ObjectId::new(&id),
+            id.clone(),
             Registration {
                 is_admin: r.is_admin,
                 mfa_registered: r.is_mfa_registered,
@@ -732,7 +798,9 @@ fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) {
                 methods,
             },
         );
+        added.push(id);
     }
+    added
 }
 
 /// A sign-in timestamp, or None for the "never" sentinels (`0001-01-01T00:00:00Z`, `""`).
@@ -851,14 +919,18 @@ fn source_record<'a>(status: &'static str, source: Option<&'a Source>) -> Source
     }
 }
 
-fn user_record<'a>(user: &'a UserRow, lookups: &'a Lookups, now_ms: u64) -> UserRecord<'a> {
+fn user_record<'a>(
+    user: &'a UserRow,
+    registration: Option<&'a Registration>,
+    lookups: &'a Lookups,
+    now_ms: u64,
+) -> UserRecord<'a> {
     let id = user.id.as_deref().unwrap_or_default();
     let upn = user.user_principal_name.as_deref().unwrap_or_default();
     let key = upn.to_ascii_lowercase();
     let user_type = user.user_type.as_deref();
     let enabled = user.account_enabled;
 
-    let registration = lookups.registration.get(&ObjectId::new(id));
     let activity = user.sign_in_activity.as_ref();
     let key = lookups.keys.get(&key);
     let app = key.and_then(|k| lookups.app_usage.get(&k));

@@ -321,6 +321,9 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
         .filter(|u| listed(u))
         .filter(|u| filter.as_ref().is_none_or(|f| eval(f, u)))
         .collect();
+    if ctx.shared.faults().registration_reversed {
+        users.reverse();
+    }
     if !order.is_empty() {
         let key = |u: &SimUser, p: &str| match p {
             "userDisplayName" => u.display_name.to_lowercase(),
