@@ -442,6 +442,70 @@ pub fn parse_page<T: serde::de::DeserializeOwned>(
     Ok((items, next))
 }
 
+/// The `@odata.nextLink` of page number `page`, read without building the page: the scan
+/// stops at `value` when the link came first (as Graph writes it), and skips `value` unread
+/// otherwise. A page that is not a JSON object, or whose link is not a string, is a data error;
+/// the items themselves are checked when read ([`parse_page`]).
+pub fn next_link(response: &HttpResponse, need: &Need, page: u64) -> Result<Option<String>> {
+    use serde::de::{Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+
+    /// The visitor's way of stopping early; never seen outside this function.
+    const FOUND: &str = "next link found before the items";
+
+    #[derive(serde::Deserialize)]
+    enum Field {
+        #[serde(rename = "@odata.nextLink")]
+        NextLink,
+        #[serde(rename = "value")]
+        Value,
+        #[serde(other)]
+        Other,
+    }
+
+    struct Scan<'a>(&'a mut Option<Value>);
+
+    impl<'de> Visitor<'de> for Scan<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a page object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            while let Some(field) = map.next_key::<Field>()? {
+                match field {
+                    Field::NextLink => *self.0 = Some(map.next_value()?),
+                    Field::Value if self.0.is_some() => return Err(A::Error::custom(FOUND)),
+                    Field::Value | Field::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut link = None;
+    let mut reader = serde_json::Deserializer::from_slice(&response.body);
+    match (&mut reader).deserialize_map(Scan(&mut link)) {
+        Ok(()) => {}
+        Err(e) if e.is_data() && e.to_string().starts_with(FOUND) => {}
+        Err(e) => {
+            let start: String = response.body_text().chars().take(120).collect();
+            return Err(ConnectorError::Data(format!(
+                "{}: page {page} (HTTP {}) is not a readable page ({e}); it starts with {start:?}",
+                need.endpoint, response.status
+            )));
+        }
+    }
+    match link {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ConnectorError::Data(format!(
+            "{}: page {page} has a non-string @odata.nextLink {other}",
+            need.endpoint
+        ))),
+    }
+}
+
 fn parse_json(response: &HttpResponse, need: &Need) -> Result<Value> {
     serde_json::from_slice(&response.body).map_err(|e| {
         let start: String = response.body_text().chars().take(120).collect();
@@ -529,7 +593,50 @@ mod tests {
             let mut tokens = TokenCache::default();
             let mut graph = Graph::new(&host, &config, &mut tokens);
             let _ = graph.get_pages("http://127.0.0.1:1/v1.0/users", &NEED, &[], |_| Ok(()));
+            // The link alone, as the round driver reads it first.
+            let page = HttpResponse { status: 200, headers: vec![], body: body.into_bytes() };
+            let _ = next_link(&page, &NEED, 1);
         }
+    }
+
+    #[test]
+    fn the_next_link_is_read_before_or_after_the_items() {
+        let page = |body: &str| HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        let need = Need::new("GET /v1.0/users", &["User.Read.All"]);
+        let link = |body: &str| next_link(&page(body), &need, 1);
+        let first = r#"{"@odata.nextLink":"https://g/next","value":[{"id":1}]}"#;
+        let last =
+            r#"{"value":[{"id":1},"x"],"@odata.context":"c","@odata.nextLink":"https://g/next"}"#;
+        assert_eq!(link(first).unwrap().as_deref(), Some("https://g/next"));
+        assert_eq!(link(last).unwrap().as_deref(), Some("https://g/next"));
+        assert_eq!(link(r#"{"value":[]}"#).unwrap(), None);
+        assert_eq!(
+            link(r#"{"@odata.nextLink":null,"value":[]}"#).unwrap(),
+            None
+        );
+        // An escaped key is still the link.
+        let escaped = r#"{"@odata.next\u004cink":"https://g/e","value":[]}"#;
+        assert_eq!(link(escaped).unwrap().as_deref(), Some("https://g/e"));
+        for bad in [
+            r#"{"@odata.nextLink":5,"value":[]}"#,
+            "<html>busy</html>",
+            r#"{"value":[1,2"#,
+            "[]",
+        ] {
+            let e = link(bad).unwrap_err();
+            assert!(
+                matches!(&e, ConnectorError::Data(m) if m.contains("GET /v1.0/users") && m.contains("page 1")),
+                "{bad}: {e:?}"
+            );
+        }
+        // Whatever the link scan skipped is checked when the items are read.
+        let truncated = r#"{"@odata.nextLink":"https://g/next","value":[{"id":1}"#;
+        assert!(link(truncated).is_ok());
+        assert!(parse_page::<Value>(&page(truncated), &need, 1).is_err());
     }
 
     #[test]

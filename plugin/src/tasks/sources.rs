@@ -173,7 +173,6 @@ pub struct Chain {
     next: Option<String>,
     seen: HashSet<String>,
     pub pages: u64,
-    pub items: u64,
 }
 
 impl Chain {
@@ -183,7 +182,6 @@ impl Chain {
             next: Some(first_url),
             seen: HashSet::new(),
             pages: 0,
-            items: 0,
         }
     }
 
@@ -214,11 +212,8 @@ impl Chain {
         let url = self.next.take().unwrap_or_default();
         let response = response?;
         self.seen.insert(url);
-        let (counted, next) =
-            graph::parse_page::<serde::de::IgnoredAny>(&response, &self.need, self.pages + 1)?;
-        let items = counted.len();
+        let next = graph::next_link(&response, &self.need, self.pages + 1)?;
         self.pages += 1;
-        self.items += items as u64;
         if let Some(next) = &next
             && self.seen.contains(next)
         {
@@ -232,8 +227,10 @@ impl Chain {
         graph.host().log(
             Level::Debug,
             &format!(
-                "{}: page {} ({} items, {} so far)",
-                self.need.endpoint, self.pages, items, self.items
+                "{}: page {} ({} bytes)",
+                self.need.endpoint,
+                self.pages,
+                response.body.len()
             ),
         );
         Ok(Page {
