@@ -411,8 +411,8 @@ struct RawPage<T> {
 }
 
 /// Parses page number `page` of a collection: its items and the `@odata.nextLink`, if any.
-pub fn parse_page<T: serde::de::DeserializeOwned>(
-    response: &HttpResponse,
+pub fn parse_page<'a, T: serde::Deserialize<'a>>(
+    response: &'a HttpResponse,
     need: &Need,
     page: u64,
 ) -> Result<(Vec<T>, Option<String>)> {

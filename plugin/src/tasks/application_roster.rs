@@ -7,6 +7,7 @@
 //! concealed names) its fields are null, the record's provenance says why, and the summary
 //! carries a warning with the fix.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -150,69 +151,70 @@ const PENDING_CAP: usize = 50_000;
 /// listing (one page per round), little enough to fit in the time the next round travels.
 const DRAIN_PER_ROUND: usize = 1_000;
 
-/// One user as listed by `/users`, read straight from the page (no JSON tree).
+/// One user as listed by `/users`, read straight from the page (no JSON tree); texts borrow
+/// from the page unless they hold escapes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UserRow {
-    #[serde(default, deserialize_with = "lenient::string")]
-    id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    user_principal_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    mail: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    display_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    given_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    surname: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    job_title: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    country: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    usage_location: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    user_type: Option<String>,
+struct UserRow<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    user_principal_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    mail: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    display_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    given_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    surname: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    job_title: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    country: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    usage_location: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    user_type: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     account_enabled: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    created_date_time: Option<String>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    created_date_time: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     on_premises_sync_enabled: Option<bool>,
-    #[serde(default)]
-    assigned_licenses: Option<Vec<LicenseRow>>,
-    #[serde(default)]
-    license_assignment_states: Option<Vec<LicenseRow>>,
-    #[serde(default)]
-    sign_in_activity: Option<SignInRow>,
+    #[serde(borrow, default)]
+    assigned_licenses: Option<Vec<LicenseRow<'a>>>,
+    #[serde(borrow, default)]
+    license_assignment_states: Option<Vec<LicenseRow<'a>>>,
+    #[serde(borrow, default)]
+    sign_in_activity: Option<SignInRow<'a>>,
 }
 
 /// An `assignedLicenses` or `licenseAssignmentStates` entry.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LicenseRow {
-    #[serde(default, deserialize_with = "lenient::string")]
-    sku_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    assigned_by_group: Option<String>,
+struct LicenseRow<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    sku_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    assigned_by_group: Option<Cow<'a, str>>,
     #[serde(default)]
     disabled_plans: Option<Vec<Value>>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    state: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    error: Option<String>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    state: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    error: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SignInRow {
-    #[serde(default, deserialize_with = "lenient::string")]
-    last_sign_in_date_time: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    last_non_interactive_sign_in_date_time: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    last_successful_sign_in_date_time: Option<String>,
+struct SignInRow<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    last_sign_in_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    last_non_interactive_sign_in_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::text")]
+    last_successful_sign_in_date_time: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -310,7 +312,7 @@ impl Roster<'_> {
 
     /// Joins a user with the lookups and emits the record. The registration row is taken:
     /// each user is listed once.
-    fn emit(&mut self, user: &UserRow, id: Option<&ObjectId>) -> Result<()> {
+    fn emit(&mut self, user: &UserRow<'_>, id: Option<&ObjectId>) -> Result<()> {
         let registration = id.and_then(|id| self.lookups.registration.remove(id));
         let record = user_record(user, registration.as_ref(), &self.lookups, self.now_ms);
         self.emitter.push(record)
@@ -476,7 +478,7 @@ impl Reads for Roster<'_> {
                     }
                 }
                 Work::Users(page) => {
-                    for raw in page.items::<Box<RawValue>>()? {
+                    for raw in page.items_in::<&RawValue>()? {
                         let user: UserRow = parse_user(raw.get())?;
                         let (upn, mail) =
                             (user.user_principal_name.as_deref(), user.mail.as_deref());
@@ -490,7 +492,7 @@ impl Reads for Roster<'_> {
                         }
                         // Waits as its JSON text, a third of the parsed row's size.
                         self.listed += 1;
-                        self.pending.insert(self.listed, raw.into());
+                        self.pending.insert(self.listed, raw.get().into());
                         if let Some(id) = id {
                             self.pending_ids.insert(id, self.listed);
                         }
@@ -804,7 +806,7 @@ fn add_registrations(lookups: &mut Lookups, page: Vec<RegistrationRow>) -> Vec<O
 }
 
 /// A sign-in timestamp, or None for the "never" sentinels (`0001-01-01T00:00:00Z`, `""`).
-fn sign_in_time(value: &Option<String>) -> Option<&str> {
+fn sign_in_time<'a>(value: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
     value
         .as_deref()
         .filter(|text| !text.is_empty() && *text != NEVER)
@@ -920,7 +922,7 @@ fn source_record<'a>(status: &'static str, source: Option<&'a Source>) -> Source
 }
 
 fn user_record<'a>(
-    user: &'a UserRow,
+    user: &'a UserRow<'a>,
     registration: Option<&'a Registration>,
     lookups: &'a Lookups,
     now_ms: u64,
@@ -1081,7 +1083,7 @@ fn user_record<'a>(
 
 /// One entry per assignment path: direct, and each group that assigns the SKU.
 fn licenses<'a>(
-    user: &'a UserRow,
+    user: &'a UserRow<'a>,
     skus: &'a HashMap<String, (String, String)>,
 ) -> Vec<LicenseRecord<'a>> {
     let states = user

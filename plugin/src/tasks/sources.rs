@@ -250,6 +250,11 @@ pub struct Page {
 
 impl Page {
     pub fn items<T: serde::de::DeserializeOwned>(self) -> Result<Vec<T>> {
+        self.items_in()
+    }
+
+    /// The items, borrowing their texts from the page where they can.
+    pub fn items_in<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<Vec<T>> {
         Ok(graph::parse_page(&self.response, &self.need, self.number)?.0)
     }
 }
@@ -325,6 +330,7 @@ pub fn drive<R: Reads>(graph: &mut Graph, reads: &mut R) -> Result<()> {
 /// `Value::as_str` / `as_bool` would, instead of failing the whole page.
 pub mod lenient {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
     use std::fmt;
 
     struct Any<T>(std::marker::PhantomData<T>);
@@ -404,6 +410,56 @@ pub mod lenient {
         }
     }
 
+    struct Text;
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    /// As [`string`], borrowing the text from the input when it holds no escapes:
+    /// `#[serde(borrow, default, deserialize_with = "lenient::text")]`
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+        d.deserialize_any(Text)
+    }
+
     /// `#[serde(default, deserialize_with = "lenient::string")]`
     pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         d.deserialize_any(Any::<String>(std::marker::PhantomData))
@@ -412,5 +468,36 @@ pub mod lenient {
     /// `#[serde(default, deserialize_with = "lenient::boolean")]`
     pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
         d.deserialize_any(Any::<bool>(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    #[derive(serde::Deserialize)]
+    struct Row<'a> {
+        #[serde(borrow, default, deserialize_with = "super::lenient::text")]
+        name: Option<Cow<'a, str>>,
+    }
+
+    #[test]
+    fn lenient_text_borrows_plain_strings_and_reads_the_rest() {
+        let row = |json: &'static str| serde_json::from_str::<Row>(json).unwrap().name;
+        assert!(matches!(
+            row(r#"{"name":"Ana"}"#),
+            Some(Cow::Borrowed("Ana"))
+        ));
+        // Escapes must be decoded, so that text is owned.
+        assert!(matches!(row(r#"{"name":"O\u0027Brien"}"#), Some(Cow::Owned(s)) if s == "O'Brien"));
+        for absent in [
+            r#"{"name":null}"#,
+            r#"{"name":5}"#,
+            r#"{"name":[1]}"#,
+            r#"{"name":{"a":1}}"#,
+            "{}",
+        ] {
+            assert_eq!(row(absent), None, "{absent}");
+        }
     }
 }
