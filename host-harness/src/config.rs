@@ -38,12 +38,13 @@ const HOST_KEYS: [&str; 5] = [
     "store",
     "allow_hosts",
 ];
-const LIMIT_KEYS: [&str; 5] = [
+const LIMIT_KEYS: [&str; 6] = [
     "memory_mb",
     "timeout_secs",
     "max_requests",
     "max_response_mb",
     "max_log_lines",
+    "max_records",
 ];
 
 /// A configuration ready to run: the connector's JSON, and the host's policy for it.
@@ -207,6 +208,7 @@ fn parse_limits(value: Option<&toml::Value>) -> Result<Limits, ConfigError> {
             "max_requests" => limits.max_requests = n,
             "max_response_mb" => limits.max_response_bytes = (n as usize) << 20,
             "max_log_lines" => limits.max_log_lines = n,
+            "max_records" => limits.max_records = n,
             _ => unreachable!(),
         }
     }
@@ -344,5 +346,17 @@ client_id = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff"
         )
         .unwrap();
         assert_eq!(p.limits.timeout, Duration::from_secs(5));
+        let p = parse(
+            &format!("{BASE}client_secret = \"x\"\n[limits]\nmax_records = 1000\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        assert_eq!(p.limits.max_records, 1000);
+        let e = parse(
+            &format!("{BASE}client_secret = \"x\"\n[limits]\nmax_records = 0\n"),
+            Path::new("/tmp"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("limits.max_records"), "{e}");
     }
 }
