@@ -250,7 +250,6 @@ impl<'a> Graph<'a> {
     }
 
     /// Sends an authenticated GET with retries; returns a 2xx/3xx response or a typed error.
-
     pub fn get(
         &mut self,
         url: &str,

@@ -582,10 +582,10 @@ impl Reads for Access<'_> {
             self.sign_ins.pace(graph);
             round.get(Key::SignIns, request);
         }
-        if self.lookups_complete() || self.members.len() < PENDING_CAP {
-            if let Some(request) = self.users.pending() {
-                round.get(Key::Users, request);
-            }
+        if (self.lookups_complete() || self.members.len() < PENDING_CAP)
+            && let Some(request) = self.users.pending()
+        {
+            round.get(Key::Users, request);
         }
         round
     }

@@ -358,10 +358,10 @@ impl Reads for Roster<'_> {
         if let Some(request) = self.registration.pending() {
             round.get(Key::Registration, request);
         }
-        if self.lookups_complete() || self.pending.len() < PENDING_CAP {
-            if let Some(request) = self.users.pending() {
-                round.get(Key::Users, request);
-            }
+        if (self.lookups_complete() || self.pending.len() < PENDING_CAP)
+            && let Some(request) = self.users.pending()
+        {
+            round.get(Key::Users, request);
         }
         round
     }
