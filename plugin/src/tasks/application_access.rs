@@ -16,10 +16,10 @@ use crate::config::DomainFilter;
 use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
 use crate::host::{HttpResponse, Level};
-use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
+use crate::reports::{self, Period, ReportFn, is_concealed_upn};
 use crate::tasks::sources::{
-    CONCEALED_FIX, Chain, Page, REPORT_SETTINGS, Reads, Round, SKU_SOURCE, SkuNames, Source,
-    add_skus, concealed_from, degrade, drive, lenient, sku_chain,
+    CONCEALED_FIX, Chain, Page, Reads, ReportAnswer, ReportStep, Round, SKU_SOURCE, SkuNames,
+    Source, UsageReports, add_skus, degrade, drive, lenient, sku_chain,
 };
 use crate::tasks::{Emitter, TaskSummary, application_roster::USERS};
 
@@ -500,9 +500,7 @@ fn sign_in_read(graph: &Graph, now_ms: u64) -> SignInRead {
 /// Which read a request of a round belongs to.
 enum Key {
     Skus,
-    Settings,
-    ReportRequest,
-    ReportDownload,
+    Report(ReportStep),
     SignIns,
     Users,
 }
@@ -526,9 +524,7 @@ struct Access<'a> {
     sources: BTreeMap<&'static str, Source>,
     skus: SkuNames,
     sku_chain: Chain,
-    settings_asked: bool,
-    reports: Option<ReportRounds>,
-    report_answers: Vec<Result<HttpResponse>>,
+    usage: UsageReports,
     activity: ReportActivity,
     history: SignInHistory,
     sign_ins: SignInRead,
@@ -547,9 +543,7 @@ struct Access<'a> {
 
 impl Access<'_> {
     fn lookups_complete(&self) -> bool {
-        self.sku_chain.done()
-            && self.reports.as_ref().is_some_and(ReportRounds::done)
-            && self.sign_ins.source.is_some()
+        self.sku_chain.done() && self.usage.done() && self.sign_ins.source.is_some()
     }
 }
 
@@ -562,20 +556,7 @@ impl Reads for Access<'_> {
         if let Some(request) = self.sku_chain.pending() {
             round.get(Key::Skus, request);
         }
-        if !self.settings_asked {
-            round.get(
-                Key::Settings,
-                (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS),
-            );
-        }
-        if let Some(reports) = &self.reports {
-            for request in reports.requests(graph) {
-                round.get(Key::ReportRequest, request);
-            }
-            if let Some(link) = reports.next_download() {
-                round.downloads.push((Key::ReportDownload, link));
-            }
-        }
+        self.usage.plan(graph, &mut round, Key::Report);
         if self.sign_ins.source.is_none()
             && let Some(request) = self.sign_ins.chain.pending()
         {
@@ -605,27 +586,16 @@ impl Reads for Access<'_> {
                         self.sources.insert("subscribedSkus", source);
                     }
                 },
-                Key::Settings => {
-                    self.settings_asked = true;
-                    let reports: &[ReportFn] = if concealed_from(answer) == Some(true) {
-                        self.sources.insert(ACTIVE_USERS.name, Source::concealed());
-                        self.sources
-                            .insert(EMAIL_ACTIVITY.name, Source::concealed());
+                Key::Report(step) => match self.usage.accept(graph, step, answer) {
+                    ReportAnswer::Concealed => {
+                        for report in self.usage.all() {
+                            self.sources.insert(report.name, Source::concealed());
+                        }
                         self.any_concealed = true;
-                        &[]
-                    } else {
-                        &[ACTIVE_USERS, EMAIL_ACTIVITY]
-                    };
-                    self.reports = Some(ReportRounds::new(reports, self.options.period));
-                }
-                Key::ReportRequest => self.report_answers.push(answer),
-                Key::ReportDownload => {
-                    if let Some(rounds) = self.reports.as_mut()
-                        && let Some((report, csv)) = rounds.accept_download(graph, answer)
-                    {
-                        work.push(Work::Report(report, csv));
                     }
-                }
+                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, csv)),
+                    ReportAnswer::Nothing => {}
+                },
                 Key::SignIns => match self.sign_ins.chain.advance(graph, answer) {
                     Ok(page) => work.push(Work::SignIns(page)),
                     // Refused up front (licence, permission): those four apps are unavailable.
@@ -638,13 +608,8 @@ impl Reads for Access<'_> {
                 Key::Users => work.push(Work::Users(self.users.advance(graph, answer)?)),
             }
         }
-        if !self.report_answers.is_empty()
-            && let Some(rounds) = self.reports.as_mut()
-        {
-            let answers = std::mem::take(&mut self.report_answers);
-            for (report, csv) in rounds.accept_requests(answers) {
-                work.push(Work::Report(report, csv));
-            }
+        for (report, csv) in self.usage.settle() {
+            work.push(Work::Report(report, csv));
         }
         Ok(work)
     }
@@ -748,9 +713,7 @@ pub fn run(
         sources,
         skus: HashMap::new(),
         sku_chain: sku_chain(graph),
-        settings_asked: false,
-        reports: None,
-        report_answers: Vec::new(),
+        usage: UsageReports::new(&[ACTIVE_USERS, EMAIL_ACTIVITY], options.period),
         activity: HashMap::new(),
         history: load_history(graph),
         sign_ins: sign_in_read(graph, now_ms),

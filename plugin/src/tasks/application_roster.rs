@@ -19,12 +19,12 @@ use crate::config::{DomainFilter, Exclusion};
 use crate::error::{ConnectorError, Result};
 use crate::graph::{Graph, Need};
 use crate::host::{HttpResponse, Level};
-use crate::reports::{self, Period, ReportFn, ReportRounds, is_concealed_upn};
+use crate::reports::{self, Period, ReportFn, is_concealed_upn};
 use crate::tasks::compact::{Keys, ObjectId, Text, Texts};
 pub use crate::tasks::sources::{CONCEALED_FIX, REPORT_SETTINGS, concealed_setting};
 use crate::tasks::sources::{
-    Chain, Page, Reads, Round, SKU_SOURCE, Source, add_skus, concealed_from, days_between, degrade,
-    drive, lenient, sku_chain,
+    Chain, Page, Reads, ReportAnswer, ReportStep, Round, SKU_SOURCE, Source, UsageReports,
+    add_skus, days_between, degrade, drive, lenient, sku_chain,
 };
 use crate::tasks::{Emitter, TaskSummary};
 
@@ -237,9 +237,7 @@ const ALL_REPORTS: [ReportFn; 4] = [ACTIVATIONS, APP_USAGE, ONEDRIVE, MAILBOX];
 /// Which read a request of a round belongs to.
 enum Key {
     Skus,
-    Settings,
-    ReportRequest,
-    ReportDownload,
+    Report(ReportStep),
     Registration,
     Users,
 }
@@ -258,15 +256,10 @@ enum Work {
 struct Roster<'a> {
     catalog: &'a Catalog,
     domains: &'a DomainFilter,
-    options: &'a Options,
     page_size: u32,
     lookups: Lookups,
     skus: Chain,
-    settings_asked: bool,
-    /// `None` until the report settings were answered.
-    reports: Option<ReportRounds>,
-    /// Report answers of one round, gathered while accepting it.
-    report_answers: Vec<Result<HttpResponse>>,
+    usage: UsageReports,
     registration: Chain,
     users: Chain,
     /// How signInActivity fared; `None` until the first users page answered.
@@ -295,7 +288,7 @@ impl Roster<'_> {
     /// SKUs and reports were read and processed: a user whose registration row is known (or
     /// who has none, once the registration details are complete) can be joined and emitted.
     fn reports_ready(&self) -> bool {
-        self.skus.done() && self.reports.as_ref().is_some_and(ReportRounds::done)
+        self.skus.done() && self.usage.done()
     }
 
     /// Every lookup was read and processed.
@@ -341,20 +334,7 @@ impl Reads for Roster<'_> {
         if let Some(request) = self.skus.pending() {
             round.get(Key::Skus, request);
         }
-        if !self.settings_asked {
-            round.get(
-                Key::Settings,
-                (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS),
-            );
-        }
-        if let Some(reports) = &self.reports {
-            for request in reports.requests(graph) {
-                round.get(Key::ReportRequest, request);
-            }
-            if let Some(link) = reports.next_download() {
-                round.downloads.push((Key::ReportDownload, link));
-            }
-        }
+        self.usage.plan(graph, &mut round, Key::Report);
         if let Some(request) = self.registration.pending() {
             round.get(Key::Registration, request);
         }
@@ -381,29 +361,18 @@ impl Reads for Roster<'_> {
                         self.lookups.sources.insert("subscribedSkus", source);
                     }
                 },
-                Key::Settings => {
-                    self.settings_asked = true;
-                    let reports: &[ReportFn] = if concealed_from(answer) == Some(true) {
+                Key::Report(step) => match self.usage.accept(graph, step, answer) {
+                    ReportAnswer::Concealed => {
                         for report in ALL_REPORTS {
                             self.lookups
                                 .sources
                                 .insert(report.name, Source::concealed());
                         }
                         self.any_concealed = true;
-                        &[]
-                    } else {
-                        &ALL_REPORTS
-                    };
-                    self.reports = Some(ReportRounds::new(reports, self.options.period));
-                }
-                Key::ReportRequest => self.report_answers.push(answer),
-                Key::ReportDownload => {
-                    if let Some(rounds) = self.reports.as_mut()
-                        && let Some((report, csv)) = rounds.accept_download(graph, answer)
-                    {
-                        work.push(Work::Report(report, csv));
                     }
-                }
+                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, csv)),
+                    ReportAnswer::Nothing => {}
+                },
                 Key::Registration => match self.registration.advance(graph, answer) {
                     Ok(page) => work.push(Work::Registration(page)),
                     Err(e) => {
@@ -439,13 +408,8 @@ impl Reads for Roster<'_> {
                 },
             }
         }
-        if !self.report_answers.is_empty()
-            && let Some(rounds) = self.reports.as_mut()
-        {
-            let answers = std::mem::take(&mut self.report_answers);
-            for (report, csv) in rounds.accept_requests(answers) {
-                work.push(Work::Report(report, csv));
-            }
+        for (report, csv) in self.usage.settle() {
+            work.push(Work::Report(report, csv));
         }
         Ok(work)
     }
@@ -569,13 +533,10 @@ pub fn run(
     let mut roster = Roster {
         catalog,
         domains,
-        options,
         page_size,
         lookups,
         skus: sku_chain(graph),
-        settings_asked: false,
-        reports: None,
-        report_answers: Vec::new(),
+        usage: UsageReports::new(&ALL_REPORTS, options.period),
         registration: Chain::new(
             graph.url("/v1.0/reports/authenticationMethods/userRegistrationDetails"),
             REGISTRATION,

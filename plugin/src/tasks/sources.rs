@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::error::{ConnectorError, Result};
 use crate::graph::{self, Graph, Need};
 use crate::host::{HttpResponse, Level};
+use crate::reports::{self, Period, ReportFn, ReportRounds};
 use crate::tasks::license_information::SUBSCRIBED_SKUS;
 
 pub const REPORT_SETTINGS: Need = Need::new(
@@ -323,6 +324,112 @@ pub fn drive<R: Reads>(graph: &mut Graph, reads: &mut R) -> Result<()> {
         reads.process(graph, std::mem::take(&mut work), idle)?;
         let answers = in_flight.finish(graph);
         work = reads.accept(graph, answers)?;
+    }
+}
+
+/// Which step of the usage reports a request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStep {
+    Settings,
+    Request,
+    Download,
+}
+
+/// What one answer about the usage reports gave.
+pub enum ReportAnswer {
+    Nothing,
+    /// The tenant conceals names in reports: none is requested, each is `concealed`.
+    Concealed,
+    Report(ReportFn, Result<reports::Report>),
+}
+
+/// The report settings (are names concealed?), then the usage reports: every request in one
+/// round, then one download per round ([`ReportRounds`]).
+pub struct UsageReports {
+    all: &'static [ReportFn],
+    period: Period,
+    settings_asked: bool,
+    /// `None` until the settings were answered.
+    rounds: Option<ReportRounds>,
+    /// Answers to the report requests of the round being accepted.
+    answers: Vec<Result<HttpResponse>>,
+}
+
+impl UsageReports {
+    pub fn new(all: &'static [ReportFn], period: Period) -> Self {
+        Self {
+            all,
+            period,
+            settings_asked: false,
+            rounds: None,
+            answers: Vec::new(),
+        }
+    }
+
+    /// Adds this step's requests to a round, tagged with `key`.
+    pub fn plan<K>(&self, graph: &Graph, round: &mut Round<K>, key: impl Fn(ReportStep) -> K) {
+        if !self.settings_asked {
+            let settings = (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS);
+            round.get(key(ReportStep::Settings), settings);
+        }
+        if let Some(rounds) = &self.rounds {
+            for request in rounds.requests(graph) {
+                round.get(key(ReportStep::Request), request);
+            }
+            if let Some(link) = rounds.next_download() {
+                round.downloads.push((key(ReportStep::Download), link));
+            }
+        }
+    }
+
+    /// Takes one answer of the round; call [`UsageReports::settle`] after the last.
+    pub fn accept(
+        &mut self,
+        graph: &mut Graph,
+        step: ReportStep,
+        answer: Result<HttpResponse>,
+    ) -> ReportAnswer {
+        match step {
+            ReportStep::Settings => {
+                self.settings_asked = true;
+                let concealed = concealed_from(answer) == Some(true);
+                let reports = if concealed { &[] } else { self.all };
+                self.rounds = Some(ReportRounds::new(reports, self.period));
+                if concealed {
+                    ReportAnswer::Concealed
+                } else {
+                    ReportAnswer::Nothing
+                }
+            }
+            ReportStep::Request => {
+                self.answers.push(answer);
+                ReportAnswer::Nothing
+            }
+            ReportStep::Download => match self.rounds.as_mut() {
+                Some(rounds) => match rounds.accept_download(graph, answer) {
+                    Some((report, csv)) => ReportAnswer::Report(report, csv),
+                    None => ReportAnswer::Nothing,
+                },
+                None => ReportAnswer::Nothing,
+            },
+        }
+    }
+
+    /// Reports that the round's requests answered at once (served inline, or refused).
+    pub fn settle(&mut self) -> Vec<(ReportFn, Result<reports::Report>)> {
+        let answers = std::mem::take(&mut self.answers);
+        match self.rounds.as_mut() {
+            Some(rounds) if !answers.is_empty() => rounds.accept_requests(answers),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.rounds.as_ref().is_some_and(ReportRounds::done)
+    }
+
+    pub fn all(&self) -> &'static [ReportFn] {
+        self.all
     }
 }
 
