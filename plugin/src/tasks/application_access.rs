@@ -593,7 +593,7 @@ impl Reads for Access<'_> {
                         }
                         self.any_concealed = true;
                     }
-                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, csv)),
+                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, *csv)),
                     ReportAnswer::Nothing => {}
                 },
                 Key::SignIns => match self.sign_ins.chain.advance(graph, answer) {

@@ -370,7 +370,7 @@ impl Reads for Roster<'_> {
                         }
                         self.any_concealed = true;
                     }
-                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, csv)),
+                    ReportAnswer::Report(report, csv) => work.push(Work::Report(report, *csv)),
                     ReportAnswer::Nothing => {}
                 },
                 Key::Registration => match self.registration.advance(graph, answer) {

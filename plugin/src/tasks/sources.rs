@@ -340,7 +340,8 @@ pub enum ReportAnswer {
     Nothing,
     /// The tenant conceals names in reports: none is requested, each is `concealed`.
     Concealed,
-    Report(ReportFn, Result<reports::Report>),
+    /// (Boxed: a report reader is large, and most answers are not one.)
+    Report(ReportFn, Box<Result<reports::Report>>),
 }
 
 /// The report settings (are names concealed?), then the usage reports: every request in one
@@ -407,7 +408,7 @@ impl UsageReports {
             }
             ReportStep::Download => match self.rounds.as_mut() {
                 Some(rounds) => match rounds.accept_download(graph, answer) {
-                    Some((report, csv)) => ReportAnswer::Report(report, csv),
+                    Some((report, csv)) => ReportAnswer::Report(report, Box::new(csv)),
                     None => ReportAnswer::Nothing,
                 },
                 None => ReportAnswer::Nothing,
