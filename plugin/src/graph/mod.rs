@@ -187,7 +187,7 @@ impl<'a> Graph<'a> {
         &mut self,
         requests: Vec<(K, String, Need)>,
         downloads: Vec<(K, String)>,
-    ) -> Round<K> {
+    ) -> RoundInFlight<K> {
         let token = if requests.is_empty() {
             Ok(String::new())
         } else {
@@ -210,7 +210,7 @@ impl<'a> Graph<'a> {
                 .map(|(_, url)| HttpRequest::get(url.as_str()).header("accept", "text/csv")),
         );
         let in_flight = (!batch.is_empty()).then(|| self.host.start_all(batch));
-        Round {
+        RoundInFlight {
             requests,
             downloads,
             token: token.map(drop),
@@ -343,7 +343,7 @@ impl<'a> Graph<'a> {
 }
 
 /// A round of reads in flight, from [`Graph::start_round`].
-pub struct Round<K> {
+pub struct RoundInFlight<K> {
     requests: Vec<(K, String, Need)>,
     downloads: Vec<(K, String)>,
     /// Whether a token could be had for the Graph requests.
@@ -351,7 +351,7 @@ pub struct Round<K> {
     in_flight: Option<InFlight>,
 }
 
-impl<K> Round<K> {
+impl<K> RoundInFlight<K> {
     /// Waits for the round and returns each result with its tag: Graph GETs as [`Graph::get`]
     /// would return them (a throttled, transient or expired-token answer is retried on its own,
     /// after the wait it asked for), then downloads as they came back (any status).
