@@ -162,10 +162,11 @@ type Outcome = Result<GuestResponse, TransportError>;
 /// A request as admitted (or refused) by the host, with the time it may take.
 type Admitted = (Result<OutboundRequest, TransportError>, Duration);
 
-/// A `start-all` batch: its requests travel on a host thread while the guest goes on.
+/// A `start-all` batch: its requests travel on a host thread while the guest goes on; the
+/// thread hands them back with their outcomes.
 pub struct InFlightBatch {
-    admitted: Vec<Admitted>,
-    responses: Option<std::thread::JoinHandle<Vec<Outcome>>>,
+    requests: usize,
+    responses: Option<std::thread::JoinHandle<(Vec<Admitted>, Vec<Outcome>)>>,
 }
 
 impl WasiView for RunState {
@@ -404,13 +405,15 @@ impl saas::connector::http::Host for RunState {
         let admitted = self.admit_all(&requests)?;
         let transport = self.io.transport.clone();
         let max_body = self.io.limits.max_response_bytes;
-        let batch = admitted.clone();
         let responses = std::thread::Builder::new()
             .name("start-all".into())
-            .spawn(move || send_batch(transport.as_ref(), &batch, max_body))?;
+            .spawn(move || {
+                let outcomes = send_batch(transport.as_ref(), &admitted, max_body);
+                (admitted, outcomes)
+            })?;
         self.in_flight += 1;
         Ok(self.table.push(InFlightBatch {
-            admitted,
+            requests: requests.len(),
             responses: Some(responses),
         })?)
     }
@@ -424,15 +427,16 @@ impl saas::connector::http::HostInFlight for RunState {
         let Some(responses) = batch.responses.take() else {
             return Vec::new();
         };
-        let admitted = std::mem::take(&mut batch.admitted);
-        let outcomes = responses.join().unwrap_or_else(|_| {
-            admitted
-                .iter()
+        let requests = batch.requests;
+        match responses.join() {
+            Ok((admitted, outcomes)) => {
+                self.observe(&admitted, &outcomes);
+                outcomes
+            }
+            Err(_) => (0..requests)
                 .map(|_| Err(TransportError::Transport("host thread failed".into())))
-                .collect()
-        });
-        self.observe(&admitted, &outcomes);
-        outcomes
+                .collect(),
+        }
     }
 
     fn drop(
