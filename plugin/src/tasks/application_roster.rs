@@ -363,7 +363,7 @@ impl Reads for Roster<'_> {
                 },
                 Key::Report(step) => match self.usage.accept(graph, step, answer) {
                     ReportAnswer::Concealed => {
-                        for report in ALL_REPORTS {
+                        for report in self.usage.all() {
                             self.lookups
                                 .sources
                                 .insert(report.name, Source::concealed());

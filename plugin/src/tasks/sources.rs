@@ -349,8 +349,7 @@ pub enum ReportAnswer {
 pub struct UsageReports {
     all: &'static [ReportFn],
     period: Period,
-    settings_asked: bool,
-    /// `None` until the settings were answered.
+    /// `None` until the settings were answered (so they are asked while it is `None`).
     rounds: Option<ReportRounds>,
     /// Answers to the report requests of the round being accepted.
     answers: Vec<Result<HttpResponse>>,
@@ -361,7 +360,6 @@ impl UsageReports {
         Self {
             all,
             period,
-            settings_asked: false,
             rounds: None,
             answers: Vec::new(),
         }
@@ -369,7 +367,7 @@ impl UsageReports {
 
     /// Adds this step's requests to a round, tagged with `key`.
     pub fn plan<K>(&self, graph: &Graph, round: &mut Round<K>, key: impl Fn(ReportStep) -> K) {
-        if !self.settings_asked {
+        if self.rounds.is_none() {
             let settings = (graph.url("/v1.0/admin/reportSettings"), REPORT_SETTINGS);
             round.get(key(ReportStep::Settings), settings);
         }
@@ -392,7 +390,6 @@ impl UsageReports {
     ) -> ReportAnswer {
         match step {
             ReportStep::Settings => {
-                self.settings_asked = true;
                 let concealed = concealed_from(answer) == Some(true);
                 let reports = if concealed { &[] } else { self.all };
                 self.rounds = Some(ReportRounds::new(reports, self.period));
