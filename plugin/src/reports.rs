@@ -264,61 +264,6 @@ pub fn download(graph: &mut Graph, report: &ReportFn, period: Period) -> Result<
     }
 }
 
-/// Requests several reports and downloads them at once (two `send-all` rounds: the report
-/// requests, then the downloads). Any report whose download is not a plain `200` falls back to
-/// [`download`], which re-requests expired links and retries failures.
-pub fn download_all(
-    graph: &mut Graph,
-    reports: &[ReportFn],
-    period: Period,
-) -> Vec<Result<Report>> {
-    let requests: Vec<(String, Need)> = reports
-        .iter()
-        .map(|r| (graph.url(&r.path(period)), r.need))
-        .collect();
-    let first = graph.get_all(&requests);
-    let mut locations = Vec::new();
-    let mut results: Vec<Option<Result<Report>>> = Vec::new();
-    for (report, response) in reports.iter().zip(first) {
-        match response {
-            Ok(r) if (300..400).contains(&r.status) && r.header("location").is_some() => {
-                locations.push((
-                    results.len(),
-                    r.header("location").unwrap_or_default().to_string(),
-                ));
-                results.push(None);
-            }
-            Ok(r) if (300..400).contains(&r.status) => {
-                results.push(Some(Err(ConnectorError::upstream(
-                    report.need.endpoint,
-                    Some(r.status),
-                    None,
-                    "redirect without a Location header",
-                ))))
-            }
-            Ok(r) => results.push(Some(Report::parse(report.name, r.body))),
-            Err(e) => results.push(Some(Err(e))),
-        }
-    }
-    // Pre-authenticated links: no Authorization header travels to the download host.
-    let downloads = locations
-        .iter()
-        .map(|(_, url)| HttpRequest::get(url.as_str()).header("accept", "text/csv"))
-        .collect();
-    let fetched = graph.host().send_all(downloads);
-    for ((index, _), outcome) in locations.iter().zip(fetched) {
-        let report = &reports[*index];
-        results[*index] = Some(match outcome {
-            Ok(r) if r.status == 200 => Report::parse(report.name, r.body),
-            _ => download(graph, report, period),
-        });
-    }
-    results
-        .into_iter()
-        .map(|r| r.expect("every report has a result"))
-        .collect()
-}
-
 /// Reports fetched alongside other reads: all report requests in one round, then one download
 /// per round, so only one CSV body is held at a time while the other reads go on.
 pub struct ReportRounds {

@@ -163,22 +163,6 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// GETs independent URLs at once through the host's `send-all` (the host may run them
-    /// concurrently). A response that needs a retry (throttling, a transient failure, an expired
-    /// token) is retried on its own through [`Graph::get`], so each result is what `get` would
-    /// have returned.
-    pub fn get_all(&mut self, requests: &[(String, Need)]) -> Vec<Result<HttpResponse>> {
-        let tagged = requests
-            .iter()
-            .map(|(url, need)| ((), url.clone(), *need))
-            .collect();
-        self.start_round(tagged, Vec::new())
-            .finish(self)
-            .into_iter()
-            .map(|(_, result)| result)
-            .collect()
-    }
-
     /// Starts one round of independent reads through the host's `start-all` and returns at
     /// once, so the caller can process the previous round while this one travels. Graph GETs
     /// are authenticated; downloads are pre-authenticated links and carry no Authorization
