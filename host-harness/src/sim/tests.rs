@@ -2243,6 +2243,33 @@ fn sign_in_ground_truth_follows_licences_and_sign_in_activity() {
 }
 
 #[test]
+fn sign_ins_select_keeps_the_id_and_the_named_fields_and_the_link_carries_it() {
+    let sim = start(250, "");
+    let c = Client::new(&sim);
+    let token = c.token(&sim);
+    let r = c.get(&format!("{SIGN_INS}?$select=userId,appId"), &token, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let first = v["value"].as_array().unwrap();
+    assert_eq!(first.len(), 1000);
+    for item in first {
+        let mut keys: Vec<&str> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["appId", "id", "userId"], "{item}");
+    }
+    let next = v["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.contains("%24select=") || next.contains("$select="),
+        "{next}"
+    );
+}
+
+#[test]
 fn sign_ins_are_newest_first_within_the_retention_window() {
     let sim = start(250, "");
     let c = Client::new(&sim);

@@ -16,7 +16,7 @@
 //! - `signin-throttle`: the 6th, 12th, … request within one 10 s window of
 //!   the simulator clock gets 429 with `Retry-After: 10`.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
@@ -467,30 +467,21 @@ pub(super) fn list(ctx: &Ctx<'_>) -> Result<SimResponse, GraphError> {
 
     let next_link =
         next_cursor.map(|c| ctx.next_link(&encode_token(&tenant.tenant_id, c, fp, page + 1)));
-    let Some(select) = select else {
-        return Ok(ctx.page(&ctx.context(SEGMENT), next_link.as_deref(), &items));
+    let context = ctx.context(SEGMENT);
+    let Some(names) = select else {
+        return Ok(ctx.page(&context, next_link.as_deref(), &items));
     };
-    let select = Some(select);
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(ctx.context(SEGMENT)));
-    if let Some(link) = next_link {
-        body.insert("@odata.nextLink".into(), json!(link));
-    }
-    let value: Vec<Value> = items
+    let selected: Vec<Value> = items
         .iter()
-        .map(|e| {
-            let v = serde_json::to_value(e).unwrap_or(Value::Null);
-            match (&select, v) {
-                (Some(names), Value::Object(mut m)) => {
-                    m.retain(|k, _| k == "id" || names.contains(&k.as_str()));
-                    Value::Object(m)
-                }
-                (_, v) => v,
+        .map(|e| match serde_json::to_value(e).unwrap_or(Value::Null) {
+            Value::Object(mut m) => {
+                m.retain(|k, _| k == "id" || names.contains(&k.as_str()));
+                Value::Object(m)
             }
+            v => v,
         })
         .collect();
-    body.insert("value".into(), Value::Array(value));
-    Ok(ctx.ok(&Value::Object(body)))
+    Ok(ctx.page(&context, next_link.as_deref(), &selected))
 }
 
 #[cfg(test)]
